@@ -1,0 +1,488 @@
+"""The terminal's operations: inquiry, redeem, void, top-up, activation, buyback, transfer.
+
+Each money-moving operation is one `Store.write` job: it reads the card under the write lock,
+runs the rules, and — only if approved — changes the balances, the offline counters and appends
+the journal entry, all in one transaction. The result is returned after COMMIT, so whatever the
+caller shows or prints is already durable. A declined request writes nothing, except a failed
+PIN, whose count and journal entry are committed so a crash cannot reset the lock-out.
+
+Methods block; call them from a worker thread (the UI does), never from the GUI thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from terminal import journal, people, rules
+from terminal.buyback import DEFAULT_TABLE, BuybackTable, Quote, quote
+from terminal.credentials import Credential, Presented, consume_code, resolve
+from terminal.errors import BadInput
+from terminal.limits import Limits
+from terminal.luhn import mask
+from terminal.model import Card, CardStatus, Delta
+from terminal.reasons import Reason
+from terminal.reports import ZReport, z_report
+from terminal.rules import APPROVE, Decision, decline
+from terminal.store import queries
+from terminal.store.db import Store
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PurseView:
+    name: str
+    currency: str
+    balance: int
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What may be shown to the person holding the card: never the full number or PIN data."""
+
+    masked_number: str
+    program: str
+    status: str
+    expiry: str | None
+    days_to_expiry: int | None
+    purses: tuple[PurseView, ...]
+    has_pin: bool
+
+    @classmethod
+    def of(cls, card: Card, today: date) -> CardView:
+        return cls(mask(card.number), card.program, card.status.value,
+                   card.expiry.isoformat() if card.expiry else None,
+                   (card.expiry - today).days if card.expiry else None,
+                   tuple(PurseView(p.name, p.currency, p.balance) for p in card.purses),
+                   card.has_pin)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"number": self.masked_number, "program": self.program, "status": self.status,
+                "expiry": self.expiry, "days_to_expiry": self.days_to_expiry,
+                "has_pin": self.has_pin,
+                "purses": [{"name": p.name, "currency": p.currency, "balance": p.balance}
+                           for p in self.purses]}
+
+
+@dataclass(frozen=True)
+class Result:
+    """The answer to any operation: the decision, the card as it now stands, and the entry
+    written (None when nothing was written). `quote` is set by quote and buyback."""
+
+    decision: Decision
+    card: CardView | None = None
+    entry: journal.Entry | None = None
+    quote: Quote | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.decision.approved
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.decision.as_json(),
+                "card": self.card.as_json() if self.card else None,
+                "entry": self.entry.as_json() if self.entry else None,
+                **({"quote": self.quote.as_json()} if self.quote else {})}
+
+
+@dataclass
+class _Context:
+    """What every operation needs, read once at the start of its transaction."""
+
+    conn: sqlite3.Connection
+    now: datetime
+    limits: Limits
+    terminal_id: str
+
+    @property
+    def today(self) -> date:
+        return self.now.astimezone(ZoneInfo(self.limits.timezone)).date()
+
+    def card_view(self, number: str) -> CardView | None:
+        card = queries.load_card(self.conn, number=number)
+        return CardView.of(card, self.today) if card else None
+
+    def append(self, entry: journal.NewEntry) -> journal.Entry:
+        return journal.append(self.conn, self.terminal_id, entry, self.now)
+
+
+@dataclass(frozen=True)
+class _Usable:
+    """A card that passed the shared checks of a debit, with who supervised it (if anyone)."""
+
+    presented: Presented
+    card: Card
+    decision: Decision
+    supervisor: str | None
+
+
+class Terminal:
+    """The operations of one terminal over its store. Thread-safe; every call blocks."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    def _context(self, conn: sqlite3.Connection) -> _Context:
+        return _Context(conn, self.clock(), queries.load_limits(conn), queries.terminal_id(conn))
+
+    # -- looking ------------------------------------------------------------------------------
+
+    def inquire(self, credential: Credential, pin: str | None = None) -> Result:
+        """Balance and state of a card. Needs the PIN only for a typed number of a PIN card
+        (anyone can type a number); a PIN, when given, is checked and its failure counted."""
+        return self._look(credential, pin, with_quote=False)
+
+    def quote(self, credential: Credential, pin: str | None = None) -> Result:
+        """What the terminal would pay for the card now (the kiosk's "what is my card worth")."""
+        return self._look(credential, pin, with_quote=True)
+
+    def _look(self, credential: Credential, pin: str | None, with_quote: bool) -> Result:
+        def job(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            presented = resolve(conn, credential, ctx.now, ctx.limits.code_skew_seconds)
+            card = presented.card
+            if card is None:
+                return Result(presented.decision)
+            if pin is not None or (presented.via == "number" and card.has_pin):
+                decision = self._card_pin(ctx, card, pin)
+                if not decision.approved:
+                    return Result(decision)
+            view = CardView.of(card, ctx.today)
+            state = rules.card_state(card, ctx.today, ctx.limits,
+                                     denylisted=queries.is_denylisted(conn, card.number))
+            if not with_quote or not state.approved:
+                return Result(state, view)
+            decision, q = self._quote(ctx, card)
+            return Result(rules.combine(state, decision), view, quote=q)
+
+        # Without a PIN nothing is written, so a read connection serves (and proves it).
+        return self.store.write(job) if pin is not None else self.store.read(job)
+
+    def _quote(self, ctx: _Context, card: Card) -> tuple[Decision, Quote | None]:
+        if any(p.currency != ctx.limits.currency for p in card.purses if p.balance):
+            return decline(Reason.CURRENCY_MISMATCH, currency=ctx.limits.currency), None
+        balance = sum(p.balance for p in card.purses)
+        if balance == 0:
+            return decline(Reason.NOTHING_TO_REDEEM), None
+        return APPROVE, quote(self._buyback_table(ctx.conn), balance, ctx.limits.currency,
+                              card.program, ctx.today, card.expiry)
+
+    @staticmethod
+    def _buyback_table(conn: sqlite3.Connection) -> BuybackTable:
+        text = queries.get_meta(conn, "buyback")
+        return DEFAULT_TABLE if text is None else BuybackTable.from_json(json.loads(text))
+
+    # -- moving money -------------------------------------------------------------------------
+
+    def redeem(self, credential: Credential, amount: int, *, purse: str | None = None,
+               pin: str | None = None, cashier: str | None = None, allow_partial: bool = False,
+               supervisor_pin: str | None = None, supervisor: str | None = None) -> Result:
+        """Take `amount` (minor units) off the card: from `purse`, or by the purse order."""
+        _positive(amount)
+
+        def job(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            shift, cashier_id = people.current_shift(conn, cashier)
+            usable = self._usable_card(ctx, credential, pin, cashier_id, shift,
+                                       supervisor_pin=supervisor_pin, supervisor=supervisor)
+            if isinstance(usable, Result):
+                return usable
+            card = usable.card
+            plan, deltas = rules.plan_debit(card, amount, purse, ctx.limits,
+                                            allow_partial=allow_partial)
+            decision = rules.combine(usable.decision, plan)
+            if decision.approved:
+                decision = rules.combine(decision, self._offline(ctx, card, rules.total(deltas)),
+                                         consume_code(conn, usable.presented, ctx.now,
+                                                      ctx.limits.code_skew_seconds))
+            if not decision.approved:
+                return Result(decision, CardView.of(card, ctx.today))
+            data = {"supervisor": usable.supervisor} if usable.supervisor else {}
+            entry = self._commit_debit(ctx, "redeem", card, deltas, cashier_id, shift, data)
+            return Result(decision, ctx.card_view(card.number), entry)
+
+        return self.store.write(job)
+
+    def void(self, entry_id: str, *, supervisor_pin: str | None, supervisor: str | None = None,
+             cashier: str | None = None) -> Result:
+        """Reverse a recent redemption with a new entry; needs a supervisor's PIN."""
+        def job(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            shift, cashier_id = people.current_shift(conn, cashier)
+            original = next(journal.entries(conn, "id = ?", (entry_id,)), None)
+            if original is None:
+                return Result(decline(Reason.VOID_NOT_FOUND, entry=entry_id))
+            if original.kind != "redeem":
+                return Result(decline(Reason.VOID_NOT_ALLOWED, kind=original.kind))
+            if conn.execute("SELECT 1 FROM journal WHERE ref = ? AND kind = 'void'",
+                            (entry_id,)).fetchone():
+                return Result(decline(Reason.ALREADY_VOIDED))
+            if ctx.now - original.at > timedelta(minutes=ctx.limits.void_window_minutes):
+                return Result(decline(Reason.VOID_TOO_LATE,
+                                      minutes=ctx.limits.void_window_minutes))
+            card = queries.load_card(conn, number=str(original.body["card"]))
+            if card is None or card.status is CardStatus.CLOSED:
+                return Result(decline(Reason.VOID_NOT_ALLOWED, kind="closed"))
+            sup = people.check_supervisor(conn, supervisor_pin, supervisor, ctx.limits)
+            if not sup.decision.approved:
+                return Result(sup.decision, CardView.of(card, ctx.today))
+            reversal = [Delta(d.card, d.program, d.purse, -d.amount, d.currency)
+                        for d in original.deltas]
+            queries.apply_deltas(conn, reversal)
+            if not original.body["online"]:
+                refunded = rules.total(original.deltas)
+                day = original.at.astimezone(ZoneInfo(ctx.limits.timezone)).date()
+                queries.add_card_day(conn, card.number, day, -refunded)
+                queries.add_offline_total(conn, -refunded)
+            entry = ctx.append(journal.NewEntry(
+                "void", card.number, reversal, cashier_id, shift, ref=entry_id,
+                data={"supervisor": sup.cashier_id}))
+            return Result(APPROVE, ctx.card_view(card.number), entry)
+
+        return self.store.write(job)
+
+    def topup(self, credential: Credential, amount: int, *, purse: str | None = None,
+              cashier: str | None = None) -> Result:
+        """Add money to a purse of an active card (the customer has paid for it)."""
+        _positive(amount)
+        return self._credit("topup", credential, amount, purse, cashier)
+
+    def activate(self, credential: Credential, *, amount: int = 0, purse: str | None = None,
+                 cashier: str | None = None) -> Result:
+        """Activate a card from an issued batch, optionally loading a first amount."""
+        if amount < 0:
+            raise BadInput("bad_amount", amount=str(amount), currency="")
+        return self._credit("activate", credential, amount, purse, cashier)
+
+    def _credit(self, kind: str, credential: Credential, amount: int, purse: str | None,
+                cashier: str | None) -> Result:
+        def job(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            shift, cashier_id = people.current_shift(conn, cashier)
+            presented = resolve(conn, credential, ctx.now, ctx.limits.code_skew_seconds)
+            card = presented.card
+            if card is None:
+                return Result(presented.decision)
+            decision = rules.combine(presented.decision, rules.card_state(
+                card, ctx.today, ctx.limits, denylisted=queries.is_denylisted(conn, card.number),
+                activating=kind == "activate"))
+            deltas: list[Delta] = []
+            if decision.approved and amount:
+                credit, delta = rules.credit_gate(card, purse, amount, ctx.limits)
+                decision = rules.combine(decision, credit)
+                deltas = [delta] if delta else []
+            if not decision.approved:
+                return Result(decision, CardView.of(card, ctx.today))
+            queries.apply_deltas(conn, deltas)
+            data: dict[str, Any] = {}
+            if kind == "activate":
+                queries.set_card_status(conn, card.number, CardStatus.ACTIVE)
+                data["status"] = CardStatus.ACTIVE.value
+            entry = ctx.append(journal.NewEntry(kind, card.number, deltas, cashier_id, shift,
+                                                data=data))
+            return Result(decision, ctx.card_view(card.number), entry)
+
+        return self.store.write(job)
+
+    def buyback(self, credential: Credential, *, pin: str | None = None,
+                cashier: str | None = None, supervisor_pin: str | None = None,
+                supervisor: str | None = None) -> Result:
+        """Pay the quoted price for the card's whole balance and close the card."""
+        def job(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            shift, cashier_id = people.current_shift(conn, cashier)
+            usable = self._usable_card(ctx, credential, pin, cashier_id, shift,
+                                       supervisor_pin=supervisor_pin, supervisor=supervisor)
+            if isinstance(usable, Result):
+                return usable
+            card = usable.card
+            decision, q = self._quote(ctx, card)
+            decision = rules.combine(usable.decision, decision)
+            view = CardView.of(card, ctx.today)
+            if not decision.approved or q is None:
+                return Result(decision, view, quote=q)
+            data: dict[str, Any] = {"price": q.price, "rate_bp": q.rate_bp, "currency": q.currency}
+            if usable.supervisor:
+                data["supervisor"] = usable.supervisor
+            elif q.price > ctx.limits.buyback_supervisor_above:
+                sup = people.check_supervisor(conn, supervisor_pin, supervisor, ctx.limits)
+                if not sup.decision.approved:
+                    return Result(sup.decision, view, quote=q)
+                data["supervisor"] = sup.cashier_id
+            deltas = rules.debit_all(card)
+            decision = rules.combine(decision, self._offline(ctx, card, rules.total(deltas)),
+                                     consume_code(conn, usable.presented, ctx.now,
+                                                  ctx.limits.code_skew_seconds))
+            if not decision.approved:
+                return Result(decision, view, quote=q)
+            entry = self._commit_debit(ctx, "buyback", card, deltas, cashier_id, shift, data)
+            queries.set_card_status(conn, card.number, CardStatus.CLOSED)
+            return Result(decision, ctx.card_view(card.number), entry, q)
+
+        return self.store.write(job)
+
+    def transfer(self, source: Credential, target: Credential, *, pin: str | None = None,
+                 cashier: str | None = None, supervisor_pin: str | None = None,
+                 supervisor: str | None = None) -> Result:
+        """Move every purse of `source` to the same purse of `target` and close `source`
+        (a damaged card replaced, or two cards merged). Needs a supervisor."""
+        def job(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            shift, cashier_id = people.current_shift(conn, cashier)
+            sup = people.check_supervisor(conn, supervisor_pin, supervisor, ctx.limits)
+            if not sup.decision.approved:
+                return Result(sup.decision)
+            usable = self._usable_card(ctx, source, pin, cashier_id, shift,
+                                       supervised_by=sup.cashier_id)
+            if isinstance(usable, Result):
+                return usable
+            src = usable.card
+            dst_presented = resolve(conn, target, ctx.now, ctx.limits.code_skew_seconds)
+            dst = dst_presented.card
+            if dst is None:
+                return Result(dst_presented.decision, CardView.of(src, ctx.today))
+            if dst.number == src.number:
+                raise BadInput("same_card")
+            decision = rules.combine(usable.decision, rules.card_state(
+                dst, ctx.today, ctx.limits, denylisted=queries.is_denylisted(conn, dst.number)),
+                _fits(src, dst, ctx.limits))
+            debits = rules.debit_all(src)
+            if decision.approved:
+                decision = rules.combine(decision, self._offline(ctx, src, rules.total(debits)),
+                                         consume_code(conn, usable.presented, ctx.now,
+                                                      ctx.limits.code_skew_seconds))
+            if not decision.approved:
+                return Result(decision, CardView.of(src, ctx.today))
+            credits = [Delta(dst.number, dst.program, d.purse, -d.amount, d.currency)
+                       for d in debits]
+            entry = self._commit_debit(ctx, "transfer", src, [*debits, *credits], cashier_id,
+                                       shift, {"to": dst.number, "supervisor": sup.cashier_id})
+            queries.set_card_status(conn, src.number, CardStatus.CLOSED)
+            return Result(decision, ctx.card_view(dst.number), entry)
+
+        return self.store.write(job)
+
+    # -- shared steps -------------------------------------------------------------------------
+
+    def _usable_card(self, ctx: _Context, credential: Credential, pin: str | None,
+                     cashier_id: str, shift: str, *, supervisor_pin: str | None = None,
+                     supervisor: str | None = None, supervised_by: str | None = None
+                     ) -> _Usable | Result:
+        """Resolve the credential and run the checks every debit shares: card state, the
+        typed-number rule and the card PIN. Returns a Result instead when one of them says no."""
+        presented = resolve(ctx.conn, credential, ctx.now, ctx.limits.code_skew_seconds)
+        card = presented.card
+        if card is None:
+            return Result(presented.decision)
+        view = CardView.of(card, ctx.today)
+        state = rules.card_state(card, ctx.today, ctx.limits,
+                                 denylisted=queries.is_denylisted(ctx.conn, card.number))
+        if not state.approved:
+            return Result(state, view)
+        if (presented.via == "number" and not card.has_pin and supervised_by is None
+                and ctx.limits.typed_number_needs_supervisor):
+            sup = people.check_supervisor(ctx.conn, supervisor_pin, supervisor, ctx.limits)
+            if not sup.decision.approved:
+                return Result(sup.decision, view)
+            supervised_by = sup.cashier_id
+        pin_decision = self._card_pin(ctx, card, pin, cashier_id, shift)
+        if not pin_decision.approved:
+            return Result(pin_decision, view)
+        return _Usable(presented, card, rules.combine(presented.decision, state), supervised_by)
+
+    def _card_pin(self, ctx: _Context, card: Card, pin: str | None,
+                  cashier_id: str | None = None, shift: str | None = None) -> Decision:
+        """Check the card PIN; a wrong one is journaled (with the count already updated)."""
+        decision, failed = people.check_card_pin(ctx.conn, card, pin, ctx.limits)
+        if failed:
+            ctx.append(journal.NewEntry("pin_failure", card.number, (), cashier_id, shift,
+                                        data={"failures": card.pin_failures + 1}))
+        return decision
+
+    def _offline(self, ctx: _Context, card: Card, amount: int) -> Decision:
+        exposure = rules.OfflineExposure(
+            queries.last_sync_at(ctx.conn), queries.offline_total(ctx.conn),
+            queries.card_day_total(ctx.conn, card.number, ctx.today))
+        return rules.offline_gate(amount, ctx.now, exposure, ctx.limits)
+
+    def _commit_debit(self, ctx: _Context, kind: str, card: Card, deltas: Sequence[Delta],
+                      cashier_id: str, shift: str, data: dict[str, Any]) -> journal.Entry:
+        """Apply the deltas, count the offline exposure and append the entry (one transaction)."""
+        queries.apply_deltas(ctx.conn, deltas)
+        taken = sum(-d.amount for d in deltas if d.amount < 0 and d.card == card.number)
+        queries.add_card_day(ctx.conn, card.number, ctx.today, taken)
+        queries.add_offline_total(ctx.conn, taken)
+        return ctx.append(journal.NewEntry(kind, card.number, deltas, cashier_id, shift,
+                                           data=data))
+
+
+def _positive(amount: int) -> None:
+    if amount <= 0:
+        raise BadInput("amount_not_positive")
+
+
+def _fits(src: Card, dst: Card, limits: Limits) -> Decision:
+    """Every non-empty purse of `src` has a same-named, same-currency purse on `dst` with room."""
+    for p in src.purses:
+        if p.balance == 0:
+            continue
+        target = dst.purse(p.name)
+        if target is None:
+            return decline(Reason.UNKNOWN_PURSE, purse=p.name)
+        if target.currency != p.currency:
+            return decline(Reason.CURRENCY_MISMATCH, currency=p.currency)
+        if target.balance + p.balance > limits.max_purse_balance:
+            return decline(Reason.BALANCE_LIMIT, limit=limits.max_purse_balance)
+    if not any(p.balance for p in src.purses):
+        return decline(Reason.NOTHING_TO_REDEEM)
+    return APPROVE
+
+
+class Shifts:
+    """Opening and closing shifts, and the Z report. Blocking calls, like `Terminal`'s."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    def open(self, cashier_id: str, pin: str) -> tuple[Decision, str | None]:
+        """Log a cashier in and open a shift; returns the decision and the new shift id."""
+        def job(conn: sqlite3.Connection) -> tuple[Decision, str | None]:
+            decision, entry = people.open_shift(conn, cashier_id, pin, queries.load_limits(conn),
+                                                queries.terminal_id(conn), self.clock())
+            return decision, entry.body["shift"] if entry else None
+
+        return self.store.write(job)
+
+    def close(self, pin: str) -> tuple[Decision, ZReport | None]:
+        """Close the open shift with its cashier's PIN; the Z totals go into the close entry."""
+        def job(conn: sqlite3.Connection) -> tuple[Decision, ZReport | None]:
+            limits, terminal_id, now = queries.load_limits(conn), queries.terminal_id(conn), \
+                self.clock()
+            shift_id, cashier_id = people.current_shift(conn, None)
+            cashier = queries.load_cashier(conn, cashier_id)
+            assert cashier is not None
+            decision = people.check_cashier_pin(conn, cashier, pin, limits)
+            if not decision.approved:
+                return decision, None
+            closed_at = journal.timestamp(now)
+            report = z_report(conn, terminal_id, shift_id, closed_at)
+            conn.execute("UPDATE shifts SET closed_at = ? WHERE id = ?", (closed_at, shift_id))
+            journal.append(conn, terminal_id, journal.NewEntry(
+                "shift_close", cashier=cashier_id, shift=shift_id, data={"z": report.as_json()}),
+                now)
+            return decision, report
+
+        return self.store.write(job)
+
+    def z_report(self, shift_id: str | None = None) -> ZReport:
+        return self.store.read(lambda conn: z_report(conn, queries.terminal_id(conn), shift_id))

@@ -1,0 +1,1 @@
+"""The local SQLite store: connection handling (`db`), schema (`schema`) and queries (`queries`)."""

@@ -1,0 +1,157 @@
+"""Small queries over the store's tables, each taking the connection it runs on.
+
+Write helpers are called only inside `Store.write` jobs (the writer thread's transaction); read
+helpers work on either kind of connection.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from terminal.errors import NotFound, StateError
+from terminal.limits import Limits
+from terminal.model import Card, CardStatus, Cashier, Delta, Purse, Role
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)"
+                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+
+def terminal_id(conn: sqlite3.Connection) -> str:
+    value = get_meta(conn, "terminal_id")
+    if value is None:
+        raise StateError("no_store", path="?")
+    return value
+
+
+def load_limits(conn: sqlite3.Connection) -> Limits:
+    text = get_meta(conn, "limits")
+    return Limits() if text is None else Limits.from_json(json.loads(text))
+
+
+def save_limits(conn: sqlite3.Connection, limits: Limits) -> None:
+    set_meta(conn, "limits", json.dumps(limits.as_json(), sort_keys=True))
+
+
+def _card_from_row(row: Sequence[Any], purses: list[Purse]) -> Card:
+    return Card(number=row[0], uid=row[1], program=row[2], status=CardStatus(row[3]),
+                expiry=date.fromisoformat(row[4]) if row[4] else None, pin_hash=row[5],
+                pin_failures=row[6], purses=tuple(purses))
+
+
+_CARD_COLUMNS = "number, uid, program, status, expiry, pin_hash, pin_failures"
+
+
+def load_card(conn: sqlite3.Connection, *, number: str | None = None, uid: str | None = None
+              ) -> Card | None:
+    """The card with this printed number or NFC UID (upper-case hex), with its purses."""
+    if number is not None:
+        row = conn.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE number = ?",
+                           (number,)).fetchone()
+    else:
+        row = conn.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE uid = ?", (uid,)).fetchone()
+    if row is None:
+        return None
+    purses = [Purse(name, currency, balance) for name, currency, balance in conn.execute(
+        "SELECT name, currency, balance FROM purses WHERE card = ? ORDER BY position", (row[0],))]
+    return _card_from_row(row, purses)
+
+
+def apply_deltas(conn: sqlite3.Connection, deltas: Sequence[Delta]) -> None:
+    """Add each delta to its purse. The schema's CHECK refuses a negative balance outright."""
+    for d in deltas:
+        cur = conn.execute("UPDATE purses SET balance = balance + ? WHERE card = ? AND name = ?",
+                           (d.amount, d.card, d.purse))
+        if cur.rowcount != 1:
+            raise NotFound("no_such_purse", card=d.card, purse=d.purse)
+
+
+def set_card_status(conn: sqlite3.Connection, number: str, status: CardStatus) -> None:
+    conn.execute("UPDATE cards SET status = ? WHERE number = ?", (status.value, number))
+
+
+def set_pin_failures(conn: sqlite3.Connection, number: str, failures: int) -> None:
+    conn.execute("UPDATE cards SET pin_failures = ? WHERE number = ?", (failures, number))
+
+
+def is_denylisted(conn: sqlite3.Connection, number: str) -> bool:
+    return conn.execute("SELECT 1 FROM denylist WHERE card = ?", (number,)).fetchone() is not None
+
+
+def card_day_total(conn: sqlite3.Connection, number: str, day: date) -> int:
+    row = conn.execute("SELECT amount FROM card_day_spend WHERE card = ? AND day = ?",
+                       (number, day.isoformat())).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def add_card_day(conn: sqlite3.Connection, number: str, day: date, amount: int) -> None:
+    """Add `amount` (negative for a void) to the card's offline spend of `day`, never below 0."""
+    conn.execute(
+        "INSERT INTO card_day_spend (card, day, amount) VALUES (?, ?, max(?, 0))"
+        " ON CONFLICT (card, day) DO UPDATE SET amount = max(amount + excluded.amount, 0)"
+        if amount >= 0 else
+        "UPDATE card_day_spend SET amount = max(amount + ?3, 0) WHERE card = ?1 AND day = ?2",
+        (number, day.isoformat(), amount))
+
+
+def offline_total(conn: sqlite3.Connection) -> int:
+    return int(get_meta(conn, "offline_total") or 0)
+
+
+def add_offline_total(conn: sqlite3.Connection, amount: int) -> None:
+    set_meta(conn, "offline_total", str(max(offline_total(conn) + amount, 0)))
+
+
+def last_sync_at(conn: sqlite3.Connection) -> datetime:
+    value = get_meta(conn, "last_sync_at")
+    if value is None:
+        raise StateError("no_store", path="?")
+    return datetime.fromisoformat(value)
+
+
+def public_keys(conn: sqlite3.Connection) -> dict[str, bytes]:
+    return {k: bytes(v) for k, v in conn.execute("SELECT key_id, public_key FROM keys")}
+
+
+def mark_code_seen(conn: sqlite3.Connection, key_id: str, card: str, counter: int,
+                   forget_after: int, now: int) -> bool:
+    """Remember a dynamic code; False if it was already seen (a replay). Forgets expired ones."""
+    conn.execute("DELETE FROM seen_codes WHERE forget_after < ?", (now,))
+    cur = conn.execute("INSERT OR IGNORE INTO seen_codes (key_id, card, counter, forget_after)"
+                       " VALUES (?, ?, ?, ?)", (key_id, card, counter, forget_after))
+    return cur.rowcount == 1
+
+
+def code_seen(conn: sqlite3.Connection, key_id: str, card: str, counter: int) -> bool:
+    return conn.execute("SELECT 1 FROM seen_codes WHERE key_id = ? AND card = ? AND counter = ?",
+                        (key_id, card, counter)).fetchone() is not None
+
+
+def load_cashier(conn: sqlite3.Connection, cashier_id: str) -> Cashier | None:
+    row = conn.execute("SELECT id, name, role, pin_hash, pin_failures, active FROM cashiers"
+                       " WHERE id = ?", (cashier_id,)).fetchone()
+    return None if row is None else Cashier(row[0], row[1], Role(row[2]), row[3], row[4],
+                                            bool(row[5]))
+
+
+def supervisors(conn: sqlite3.Connection) -> list[Cashier]:
+    ids = [r[0] for r in conn.execute(
+        "SELECT id FROM cashiers WHERE role = 'supervisor' AND active = 1 ORDER BY id")]
+    return [c for i in ids if (c := load_cashier(conn, i)) is not None]
+
+
+def open_shift(conn: sqlite3.Connection) -> tuple[str, str, str] | None:
+    """(shift id, cashier id, opened at) of the open shift, if any."""
+    row = conn.execute("SELECT id, cashier, opened_at FROM shifts WHERE closed_at IS NULL"
+                       ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
