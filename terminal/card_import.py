@@ -24,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from terminal.errors import BadInput, ImportRejected, RowError
-from terminal.luhn import is_valid
+from terminal.luhn import CARD_NUMBER, is_valid
 from terminal.model import CardStatus
 from terminal.money import parse_major
 from terminal.pin import PIN_FORMAT, hash_pin, is_encoded_hash
@@ -65,8 +65,8 @@ def _check_row(row: dict[str, str], line: int, errors: _Collector) -> dict[str, 
     before = errors.count
     number = row["number"].strip()
     if not is_valid(number):
-        errors.add(line, "number", "bad_card_number" if not number.isdigit()
-                   or not 8 <= len(number) <= 19 else "bad_check_digit", number=number)
+        errors.add(line, "number", "bad_check_digit" if CARD_NUMBER.match(number)
+                   else "bad_card_number", number=number)
     uid = row["uid"].strip().upper() or None
     if uid is not None and not _UID.match(uid):
         errors.add(line, "uid", "bad_uid", uid=row["uid"])
@@ -104,6 +104,20 @@ def _check_row(row: dict[str, str], line: int, errors: _Collector) -> dict[str, 
             "pin": pin or None}
 
 
+class _CountingLines:
+    """Feeds a file to csv.reader line by line and counts the lines it has handed out, so a
+    record's first line number is known even after blank lines or quoted newlines."""
+
+    def __init__(self, handle: Iterator[str]) -> None:
+        self.handle = handle
+        self.count = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.handle:
+            self.count += 1
+            yield line
+
+
 def _rows(path: Path, errors: _Collector) -> Iterator[tuple[int, dict[str, Any]]]:
     """Valid rows of the file with their line numbers; a bad header stops the file at once."""
     try:
@@ -112,26 +126,30 @@ def _rows(path: Path, errors: _Collector) -> Iterator[tuple[int, dict[str, Any]]
         raise BadInput("cannot_read_file", path=str(path), detail=exc.strerror or str(exc)) \
             from exc
     with handle:
-        reader = csv.DictReader(handle, strict=True)
+        lines = _CountingLines(handle)
+        reader = csv.reader(lines, strict=True)
         try:
-            header = tuple(h.strip() for h in (reader.fieldnames or ()))
+            header = tuple(h.strip() for h in next(reader, []))
             if sorted(header) != sorted(COLUMNS):
                 errors.add(1, "", "bad_header", expected=",".join(COLUMNS),
                            found=",".join(header))
                 return
-            reader.fieldnames = list(header)
-            line_start = reader.line_num + 1
-            for row in reader:
-                line = line_start
-                line_start = reader.line_num + 1
-                if None in row or any(v is None for v in row.values()):
-                    errors.add(line, "", "wrong_column_count", expected=len(COLUMNS))
+            while True:
+                first_line = lines.count + 1
+                values = next(reader, None)
+                if values is None:
+                    return
+                if not values:
+                    continue  # a blank line
+                if len(values) != len(header):
+                    errors.add(first_line, "", "wrong_column_count", expected=len(COLUMNS))
                     continue
-                checked = _check_row(row, line, errors)
+                checked = _check_row(dict(zip(header, values, strict=True)), first_line,
+                                     errors)
                 if checked is not None:
-                    yield line, checked
+                    yield first_line, checked
         except (csv.Error, UnicodeDecodeError) as exc:
-            errors.add(reader.line_num or 1, "", "unreadable_csv", detail=str(exc))
+            errors.add(lines.count or 1, "", "unreadable_csv", detail=str(exc))
 
 
 def import_cards(conn: sqlite3.Connection, path: Path) -> ImportSummary:
@@ -152,8 +170,8 @@ def import_cards(conn: sqlite3.Connection, path: Path) -> ImportSummary:
 
     def flush() -> None:
         if not errors.count:
-            db["cards"].insert_all(cards_batch, batch_size=BATCH)
-            db["purses"].insert_all(purses_batch, batch_size=BATCH)
+            db.table("cards").insert_all(cards_batch, batch_size=BATCH)
+            db.table("purses").insert_all(purses_batch, batch_size=BATCH)
         cards_batch.clear()
         purses_batch.clear()
 

@@ -29,6 +29,8 @@ EXPONENTS: dict[str, int] = {
     code: exp for exp, codes in _BY_EXPONENT.items() for code in codes.split()
 }
 
+#: Largest amount accepted, in minor units: far above any card balance, far below SQLite's 2**63.
+MAX_MINOR = 10**15 - 1
 _AMOUNT = re.compile(r"^([0-9]{1,15})(?:\.([0-9]+))?$")
 
 
@@ -55,10 +57,14 @@ def parse_major(text: str, currency: str) -> int:
     match = _AMOUNT.match(text.strip())
     if match is None:
         raise BadInput("bad_amount", amount=text, currency=currency)
-    whole, frac = match.group(1), match.group(2) or ""
+    whole: str = match.group(1)
+    frac: str = match.group(2) or ""
     if len(frac) > exp:
         raise BadInput("too_many_decimals", amount=text, currency=currency, digits=exp)
-    return int(whole) * 10**exp + (int(frac.ljust(exp, "0")) if exp else 0)
+    minor = int(whole) * int(10**exp) + (int(frac.ljust(exp, "0")) if exp else 0)
+    if minor > MAX_MINOR:
+        raise BadInput("amount_too_large", amount=text, currency=currency)
+    return minor
 
 
 def format_minor(amount: int, currency: str) -> str:

@@ -89,7 +89,7 @@ class Result:
     def as_json(self) -> dict[str, Any]:
         return {**self.decision.as_json(),
                 "card": self.card.as_json() if self.card else None,
-                "entry": self.entry.as_json() if self.entry else None,
+                "entry": _masked(self.entry) if self.entry else None,
                 **({"quote": self.quote.as_json()} if self.quote else {})}
 
 
@@ -423,6 +423,18 @@ class Terminal:
         queries.add_offline_total(ctx.conn, taken)
         return ctx.append(journal.NewEntry(kind, card.number, deltas, cashier_id, shift,
                                            data=data))
+
+
+def _masked(entry: journal.Entry) -> dict[str, Any]:
+    """An entry as shown to people and scripts: every card number masked (the journal itself,
+    its export and its sync keep the full numbers)."""
+    shown = entry.as_json()
+    if shown["card"]:
+        shown["card"] = mask(shown["card"])
+    shown["deltas"] = [{**d, "card": mask(d["card"])} for d in shown["deltas"]]
+    if "to" in shown["data"]:
+        shown["data"] = {**shown["data"], "to": mask(shown["data"]["to"])}
+    return shown
 
 
 def _positive(amount: int) -> None:
