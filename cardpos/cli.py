@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -234,8 +235,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Out(args.json, args.lang)
-    with _errors(out) as code:
-        code[0] = args.handler(args, out)
+    try:
+        with _errors(out) as code:
+            code[0] = args.handler(args, out)
+    except BrokenPipeError:
+        # The reader went away (`cardpos journal export ... | head`): stop quietly. Point
+        # stdout at /dev/null so the interpreter's own flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     return code[0]
 
 

@@ -33,6 +33,7 @@ COLUMNS = ("number", "uid", "program", "purse", "balance", "currency", "expiry",
 PROGRAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 PURSE = re.compile(r"^[a-z0-9_]{1,16}$")
 _UID = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # fromisoformat alone also takes 2030-W01-1
 BATCH = 5_000
 MAX_REPORTED = 200
 
@@ -84,13 +85,14 @@ def _check_row(row: dict[str, str], line: int, errors: _Collector) -> dict[str, 
         column = "currency" if exc.code == "unknown_currency" else "balance"
         errors.add(line, column, exc.code, **exc.params)
     expiry_text = row["expiry"].strip()
-    try:
-        expiry = date.fromisoformat(expiry_text).isoformat() if expiry_text else None
-        if expiry is not None and len(expiry_text) != 10:
-            raise ValueError(expiry_text)
-    except ValueError:
-        errors.add(line, "expiry", "bad_date", value=expiry_text)
-        expiry = None
+    expiry = None
+    if expiry_text:
+        try:
+            if not _DATE.match(expiry_text):
+                raise ValueError(expiry_text)
+            expiry = date.fromisoformat(expiry_text).isoformat()
+        except ValueError:
+            errors.add(line, "expiry", "bad_date", value=expiry_text)
     status = row["status"].strip().lower()
     if status not in {s.value for s in CardStatus}:
         errors.add(line, "status", "bad_status", value=status)

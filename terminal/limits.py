@@ -85,8 +85,10 @@ class Limits:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise BadInput("bad_setting", name="timezone", value=self.timezone) from None
-        if self.pin_max_failures < 1 or self.offline_max_hours < 0:
-            raise BadInput("bad_setting", name="pin_max_failures/offline_max_hours", value="0")
+        if self.pin_max_failures < 1:
+            raise BadInput("bad_setting", name="pin_max_failures", value=str(self.pin_max_failures))
+        if not self.purse_order == tuple(dict.fromkeys(self.purse_order)):
+            raise BadInput("bad_setting", name="purse_order", value=",".join(self.purse_order))
         return self
 
 

@@ -200,10 +200,7 @@ class Terminal:
             plan, deltas = rules.plan_debit(card, amount, purse, ctx.limits,
                                             allow_partial=allow_partial)
             decision = rules.combine(usable.decision, plan)
-            if decision.approved:
-                decision = rules.combine(decision, self._offline(ctx, card, rules.total(deltas)),
-                                         consume_code(conn, usable.presented, ctx.now,
-                                                      ctx.limits.code_skew_seconds))
+            decision = self._last_gates(ctx, usable, rules.total(deltas), decision)
             if not decision.approved:
                 return Result(decision, CardView.of(card, ctx.today))
             data = {"supervisor": usable.supervisor} if usable.supervisor else {}
@@ -319,9 +316,7 @@ class Terminal:
                     return Result(sup.decision, view, quote=q)
                 data["supervisor"] = sup.cashier_id
             deltas = rules.debit_all(card)
-            decision = rules.combine(decision, self._offline(ctx, card, rules.total(deltas)),
-                                     consume_code(conn, usable.presented, ctx.now,
-                                                  ctx.limits.code_skew_seconds))
+            decision = self._last_gates(ctx, usable, rules.total(deltas), decision)
             if not decision.approved:
                 return Result(decision, view, quote=q)
             entry = self._commit_debit(ctx, "buyback", card, deltas, cashier_id, shift, data)
@@ -356,10 +351,7 @@ class Terminal:
                 dst, ctx.today, ctx.limits, denylisted=queries.is_denylisted(conn, dst.number)),
                 _fits(src, dst, ctx.limits))
             debits = rules.debit_all(src)
-            if decision.approved:
-                decision = rules.combine(decision, self._offline(ctx, src, rules.total(debits)),
-                                         consume_code(conn, usable.presented, ctx.now,
-                                                      ctx.limits.code_skew_seconds))
+            decision = self._last_gates(ctx, usable, rules.total(debits), decision)
             if not decision.approved:
                 return Result(decision, CardView.of(src, ctx.today))
             credits = [Delta(dst.number, dst.program, d.purse, -d.amount, d.currency)
@@ -408,11 +400,20 @@ class Terminal:
                                         data={"failures": card.pin_failures + 1}))
         return decision
 
-    def _offline(self, ctx: _Context, card: Card, amount: int) -> Decision:
-        exposure = rules.OfflineExposure(
-            queries.last_sync_at(ctx.conn), queries.offline_total(ctx.conn),
-            queries.card_day_total(ctx.conn, card.number, ctx.today))
-        return rules.offline_gate(amount, ctx.now, exposure, ctx.limits)
+    def _last_gates(self, ctx: _Context, usable: _Usable, amount: int, decision: Decision
+                    ) -> Decision:
+        """The offline limits, then — only if still approved — using up a dynamic code, so a
+        code is spent only by an operation that goes through."""
+        if decision.approved:
+            exposure = rules.OfflineExposure(
+                queries.last_sync_at(ctx.conn), queries.offline_total(ctx.conn),
+                queries.card_day_total(ctx.conn, usable.card.number, ctx.today))
+            decision = rules.combine(decision,
+                                     rules.offline_gate(amount, ctx.now, exposure, ctx.limits))
+        if decision.approved:
+            decision = rules.combine(decision, consume_code(
+                ctx.conn, usable.presented, ctx.now, ctx.limits.code_skew_seconds))
+        return decision
 
     def _commit_debit(self, ctx: _Context, kind: str, card: Card, deltas: Sequence[Delta],
                       cashier_id: str, shift: str, data: dict[str, Any]) -> journal.Entry:

@@ -315,6 +315,9 @@ class TestSignedCodes:
         code = self.code(cards, key)
         assert cards.terminal.redeem(code, 999_00).decision.reasons == (
             Reason.INSUFFICIENT_BALANCE,)
+        admin.set_limit(cards.store, "offline_per_transaction", "500", cards.clock())
+        assert cards.terminal.redeem(code, 6_00).decision.reasons == (
+            Reason.OFFLINE_LIMIT_TRANSACTION,)
         assert cards.terminal.redeem(code, 1_00).approved
 
     def test_expired_unknown_and_forged_codes(self, cards: Till, key: Ed25519PrivateKey) -> None:

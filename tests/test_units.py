@@ -29,7 +29,8 @@ class TestMoney:
             money.parse_major(text, currency)
         assert err.value.code == code
 
-    @given(st.integers(min_value=0, max_value=money.MAX_MINOR), st.sampled_from(["EUR", "JPY", "KWD"]))
+    @given(st.integers(min_value=0, max_value=money.MAX_MINOR),
+           st.sampled_from(["EUR", "JPY", "KWD"]))
     def test_format_parse_round_trip(self, minor: int, currency: str) -> None:
         assert money.parse_major(money.format_minor(minor, currency), currency) == minor
 
