@@ -12,13 +12,15 @@ Steps:
    of programs, ~20 % with a second purse, no PINs, expiry a year out, all active).
 2. Import it with `admin.import_card_file` into a fresh store; close the store (SQLite
    checkpoints the WAL into the main file on last close) and measure the file size.
-3. Decision latency: `Terminal.inquire(NfcUid(uid))` for M random cards against, interleaved in
-   the same loop, a raw indexed `SELECT ... WHERE uid = ?` on a plain sqlite3 connection; plus a
-   breakdown (read transaction, card load, limits load, pure rules).
+3. Decision latency: `Terminal.inquire(NfcUid(uid))` for M random cards against a raw indexed
+   `SELECT ... WHERE uid = ?` on a plain sqlite3 connection, in alternating blocks (and in a
+   shorter pass alternating op by op); plus a breakdown (read transaction, limits load, card
+   load, pure rules).
 4. Durable redeem commit: `Terminal.redeem(NfcUid(uid), 1)` for K random cards against,
-   interleaved, a bare `BEGIN IMMEDIATE; INSERT (~600 bytes); COMMIT` on a separate database
-   file in the same directory with the same pragmas (WAL, synchronous=FULL); plus the same bare
-   INSERT sent through a `Store.write` job of a second Store (the writer-thread hand-off).
+   alternating op by op, a bare `BEGIN IMMEDIATE; INSERT (~600 bytes); COMMIT` on a separate
+   database file in the same directory with the same pragmas (WAL, synchronous=FULL), and the same
+   INSERT sent through a `Store.write` job of a second Store (the writer-thread hand-off); then
+   the WAL bytes per commit and the CPU time of each thread per operation.
 5. A summary table, versions and the command line.
 
 With --profile, extra passes (after the timed ones, so the figures are not distorted) run under
@@ -43,6 +45,7 @@ import shlex
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -360,23 +363,24 @@ class RedeemResult:
 
 @dataclass(frozen=True)
 class CpuSplit:
-    """Mean wall time of an operation next to the CPU time the threads spent on it; the rest
-    is waiting (for fdatasync, mostly, and for the thread hand-off)."""
+    """Wall time of an operation next to the CPU time the threads spent on it (medians, in µs);
+    the rest is waiting (for fdatasync, mostly, and for the thread hand-off)."""
 
     label: str
     n: int
     wall_us: float
     caller_cpu_us: float
     writer_cpu_us: float
+    wall_mean_us: float
 
     def row(self) -> str:
         waiting = self.wall_us - self.caller_cpu_us - self.writer_cpu_us
         return (f"  {self.label:<50} {self.n:>7} {self.wall_us:>10.1f} {self.caller_cpu_us:>10.1f}"
-                f" {self.writer_cpu_us:>10.1f} {waiting:>10.1f}")
+                f" {self.writer_cpu_us:>10.1f} {waiting:>10.1f} {self.wall_mean_us:>10.1f}")
 
 
-CPU_HEADER = (f"  {'operation (means)':<50} {'n':>7} {'wall µs':>10} {'caller CPU':>10}"
-              f" {'writer CPU':>10} {'other µs':>10}")
+CPU_HEADER = (f"  {'operation (medians)':<50} {'n':>7} {'wall µs':>10} {'caller CPU':>10}"
+              f" {'writer CPU':>10} {'waiting':>10} {'wall mean':>10}")
 
 
 def writer_cpu_ns(store: Store) -> int:
@@ -385,21 +389,26 @@ def writer_cpu_ns(store: Store) -> int:
 
 
 def cpu_split(label: str, n: int, op: Callable[[], object], writer: Store | None) -> CpuSplit:
-    """Run `op` n times; mean wall time, caller-thread CPU and writer-thread CPU per run."""
+    """Run `op` n times: wall time, caller-thread CPU and writer-thread CPU of each run."""
     probe = 0.0
     if writer is not None:  # what one probe job costs the writer thread, to take it off
         marks = [writer_cpu_ns(writer) for _ in range(51)]
-        probe = statistics.fmean(b - a for a, b in itertools.pairwise(marks))
-    wall = caller = busy = 0
+        probe = statistics.median(b - a for a, b in itertools.pairwise(marks))
+    wall: list[int] = []
+    caller: list[int] = []
+    busy: list[int] = []
     for _ in range(n):
         w0 = writer_cpu_ns(writer) if writer is not None else 0
         c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
         op()
         t1, c1 = time.perf_counter_ns(), time.thread_time_ns()
         w1 = writer_cpu_ns(writer) if writer is not None else 0
-        wall, caller, busy = wall + t1 - t0, caller + c1 - c0, busy + w1 - w0
-    return CpuSplit(label, n, wall / n / 1000, caller / n / 1000,
-                    max(busy / n - probe, 0.0) / 1000)
+        wall.append(t1 - t0)
+        caller.append(c1 - c0)
+        busy.append(w1 - w0)
+    return CpuSplit(label, n, statistics.median(wall) / 1000, statistics.median(caller) / 1000,
+                    max(statistics.median(busy) - probe, 0.0) / 1000,
+                    statistics.fmean(wall) / 1000)
 
 
 def wal_path(db: Path) -> Path:
@@ -505,13 +514,16 @@ def run_redeems(store: Store, db_path: Path, work: Path, n_cards: int, n_redeems
 # -- profiles -----------------------------------------------------------------------------------
 
 def profile_text(prof: cProfile.Profile, title: str, sort: str, limit: int,
-                 callers_of: str | None = None) -> str:
+                 callers_of: str | None = None, cumulative: int = 0) -> str:
     buf = io.StringIO()
     buf.write(f"\n== profile: {title} (sorted by {sort}, top {limit})\n")
     stats = pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(sort)
     stats.print_stats(limit)
     if callers_of is not None:
         stats.print_callers(callers_of)
+    if cumulative:
+        buf.write(f"\n== profile: {title} (sorted by cumulative time, top {cumulative})\n")
+        stats.sort_stats("cumulative").print_stats(cumulative)
     return buf.getvalue()
 
 
@@ -548,7 +560,7 @@ def run_profiles(store: Store, work: Path, csv_path: Path, n_cards: int, n_ops: 
         terminal.inquire(uid)
     prof.disable()
     out.append(profile_text(prof, f"{len(uids):,} x Terminal.inquire (main thread)", "tottime",
-                            18, callers_of="execute"))
+                            18, callers_of="execute", cumulative=25))
 
     prof = cProfile.Profile()
     count = min(n_redeems, 1000)
@@ -557,7 +569,7 @@ def run_profiles(store: Store, work: Path, csv_path: Path, n_cards: int, n_ops: 
         terminal.redeem(NfcUid(card_uid(rng.randrange(n_cards))), 1)
     store.write(lambda c: prof.disable())
     out.append(profile_text(prof, f"{count:,} x Terminal.redeem (writer thread)", "tottime", 18,
-                            callers_of="execute"))
+                            callers_of="execute", cumulative=30))
     return "".join(out)
 
 
@@ -575,8 +587,24 @@ def versions() -> list[str]:
         f"sqlite {sqlite3.sqlite_version} (module sqlite3)",
         f"sqlite-utils {version('sqlite-utils')}; cardpos {version('cardpos')}",
         f"platform {platform.platform()}; {os.cpu_count()} CPUs; machine {platform.machine()}",
+        f"cardpos source: {source_revision()}",
         "load average (1/5/15 min) now: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()),
     ]
+
+
+def source_revision() -> str:
+    """The git commit of the checkout and how many files differ from it (read-only git calls)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=True)
+        status = subprocess.run(["git", "--no-optional-locks", "-C", str(root), "status",
+                                 "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    changed = len(status.stdout.splitlines())
+    return f"git {head.stdout.strip()}" + (f" + {changed} changed files" if changed else "")
 
 
 def verdict(ok: bool) -> str:
@@ -673,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f" ({red.wal_bytes_per_bare / 4120:.1f} pages)")
         print()
         print("== where the commit time goes: CPU per op (time.thread_time_ns; writer CPU is read")
-        print("   from inside write jobs; 'other' = wall - CPU = waiting: fdatasync, hand-off)")
+        print("   from inside write jobs; waiting = wall - CPU: fdatasync, thread hand-off)")
         print(CPU_HEADER)
         for c in red.cpu:
             print(c.row())

@@ -34,6 +34,7 @@ PROGRAM = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 PURSE = re.compile(r"^[a-z0-9_]{1,16}$")
 _UID = re.compile(r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{20})$")
 _DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # fromisoformat alone also takes 2030-W01-1
+STATUSES = frozenset(s.value for s in CardStatus)
 BATCH = 5_000
 MAX_REPORTED = 200
 
@@ -94,7 +95,7 @@ def _check_row(row: dict[str, str], line: int, errors: _Collector) -> dict[str, 
         except ValueError:
             errors.add(line, "expiry", "bad_date", value=expiry_text)
     status = row["status"].strip().lower()
-    if status not in {s.value for s in CardStatus}:
+    if status not in STATUSES:
         errors.add(line, "status", "bad_status", value=status)
     pin = row["pin"].strip()
     if pin and not PIN_FORMAT.match(pin) and not is_encoded_hash(pin):
@@ -177,16 +178,19 @@ def import_cards(conn: sqlite3.Connection, path: Path) -> ImportSummary:
         cards_batch.clear()
         purses_batch.clear()
 
+    # Into an empty store (the first, largest import) no row can clash with a stored card.
+    store_empty = conn.execute("SELECT 1 FROM cards LIMIT 1").fetchone() is None
     for line, row in _rows(path, errors):
         number = row["number"]
         attrs = (row["uid"], row["program"], row["expiry"], row["status"], row["pin"])
         if number not in seen:
-            if conn.execute("SELECT 1 FROM cards WHERE number = ?", (number,)).fetchone():
+            if not store_empty and conn.execute("SELECT 1 FROM cards WHERE number = ?",
+                                                (number,)).fetchone():
                 errors.add(line, "number", "card_exists", number=number)
                 continue
             uid = row["uid"]
-            if uid is not None and (uid in uids or conn.execute(
-                    "SELECT 1 FROM cards WHERE uid = ?", (uid,)).fetchone()):
+            if uid is not None and (uid in uids or (not store_empty and conn.execute(
+                    "SELECT 1 FROM cards WHERE uid = ?", (uid,)).fetchone())):
                 errors.add(line, "uid", "uid_taken", uid=uid)
                 continue
             seen[number] = attrs

@@ -108,12 +108,13 @@ def append(conn: sqlite3.Connection, terminal_id: str, entry: NewEntry, at: date
         "card": entry.card, "deltas": [d.as_json() for d in entry.deltas], "ref": entry.ref,
         "online": entry.online, "data": entry.data or {}, "prev": prev,
     }
-    digest = entry_hash(body)
+    text = canonical(body)
+    digest = hashlib.sha256(text).hexdigest()
     conn.execute(
         "INSERT INTO journal (seq, id, kind, at, card, cashier, shift, ref, body, hash)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, body["id"], entry.kind, body["at"], entry.card, entry.cashier, entry.shift,
-         entry.ref, canonical(body).decode("utf-8"), digest))
+         entry.ref, text.decode("utf-8"), digest))
     # The head is recorded apart from the rows, so cutting entries off the end is detected.
     conn.execute("INSERT INTO meta (key, value) VALUES ('journal_head_seq', ?)"
                  " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(seq),))

@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from terminal.errors import BadInput
-from terminal.money import check_currency
+from terminal.money import MAX_MINOR, check_currency
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,15 @@ class Limits:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise BadInput("bad_setting", name="timezone", value=self.timezone) from None
+        for name in ("offline_per_transaction", "offline_per_card_day", "offline_terminal_total",
+                     "max_topup", "max_purse_balance", "buyback_supervisor_above"):
+            if getattr(self, name) > MAX_MINOR:
+                raise BadInput("bad_setting", name=name, value=str(getattr(self, name)))
+        for name, most in (("offline_max_hours", 24 * 366 * 10), ("expiring_soon_days", 3660),
+                           ("void_window_minutes", 24 * 60), ("pin_max_failures", 100),
+                           ("code_skew_seconds", 3600)):
+            if getattr(self, name) > most:
+                raise BadInput("bad_setting", name=name, value=str(getattr(self, name)))
         if self.pin_max_failures < 1:
             raise BadInput("bad_setting", name="pin_max_failures", value=str(self.pin_max_failures))
         if not self.purse_order == tuple(dict.fromkeys(self.purse_order)):

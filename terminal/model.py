@@ -6,7 +6,8 @@ without locks. Amounts are integer minor units; the currency travels with each p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
 
@@ -53,6 +54,15 @@ class Card:
 
     def purse(self, name: str) -> Purse | None:
         return next((p for p in self.purses if p.name == name), None)
+
+    def after(self, deltas: Sequence[Delta]) -> Card:
+        """This card with `deltas` (those on this card) applied to its purses."""
+        change: dict[str, int] = {}
+        for d in deltas:
+            if d.card == self.number:
+                change[d.purse] = change.get(d.purse, 0) + d.amount
+        return replace(self, purses=tuple(replace(p, balance=p.balance + change.get(p.name, 0))
+                                          for p in self.purses))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from terminal import journal
 from terminal.errors import BadInput, NotFound, StateError
@@ -121,6 +121,9 @@ def open_shift(conn: sqlite3.Connection, cashier_id: str, pin: str, limits: Limi
     shift_id = journal.new_id()
     conn.execute("INSERT INTO shifts (id, cashier, opened_at) VALUES (?, ?, ?)",
                  (shift_id, cashier_id, journal.timestamp(at)))
+    # Daily offline spend older than yesterday (UTC) can no longer count against any limit.
+    conn.execute("DELETE FROM card_day_spend WHERE day < ?",
+                 ((at.date() - timedelta(days=1)).isoformat(),))
     entry = journal.append(conn, terminal_id,
                            journal.NewEntry("shift_open", cashier=cashier_id, shift=shift_id), at)
     return decision, entry

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from terminal import journal, people, rules
 from terminal.buyback import DEFAULT_TABLE, BuybackTable, Quote, quote
 from terminal.credentials import Credential, Presented, consume_code, resolve
-from terminal.errors import BadInput
+from terminal.errors import BadInput, StateError
 from terminal.limits import Limits
 from terminal.luhn import mask
 from terminal.model import Card, CardStatus, Delta
@@ -95,12 +95,24 @@ class Result:
 
 @dataclass
 class _Context:
-    """What every operation needs, read once at the start of its transaction."""
+    """What every operation needs, read once (one meta query) at the start of its transaction."""
 
     conn: sqlite3.Connection
     now: datetime
     limits: Limits
     terminal_id: str
+    last_sync_at: datetime
+    offline_total: int
+
+    @classmethod
+    def load(cls, conn: sqlite3.Connection, now: datetime) -> _Context:
+        meta = queries.meta_values(conn, "terminal_id", "limits", "last_sync_at",
+                                   "offline_total")
+        if "terminal_id" not in meta or "last_sync_at" not in meta:
+            raise StateError("no_store", path="?")
+        return cls(conn, now, queries.parse_limits(meta.get("limits")), meta["terminal_id"],
+                   datetime.fromisoformat(meta["last_sync_at"]),
+                   int(meta.get("offline_total", "0")))
 
     @property
     def today(self) -> date:
@@ -132,7 +144,7 @@ class Terminal:
         self.clock = clock
 
     def _context(self, conn: sqlite3.Connection) -> _Context:
-        return _Context(conn, self.clock(), queries.load_limits(conn), queries.terminal_id(conn))
+        return _Context.load(conn, self.clock())
 
     # -- looking ------------------------------------------------------------------------------
 
@@ -205,7 +217,7 @@ class Terminal:
                 return Result(decision, CardView.of(card, ctx.today))
             data = {"supervisor": usable.supervisor} if usable.supervisor else {}
             entry = self._commit_debit(ctx, "redeem", card, deltas, cashier_id, shift, data)
-            return Result(decision, ctx.card_view(card.number), entry)
+            return Result(decision, CardView.of(card.after(deltas), ctx.today), entry)
 
         return self.store.write(job)
 
@@ -406,7 +418,7 @@ class Terminal:
         code is spent only by an operation that goes through."""
         if decision.approved:
             exposure = rules.OfflineExposure(
-                queries.last_sync_at(ctx.conn), queries.offline_total(ctx.conn),
+                ctx.last_sync_at, ctx.offline_total,
                 queries.card_day_total(ctx.conn, usable.card.number, ctx.today))
             decision = rules.combine(decision,
                                      rules.offline_gate(amount, ctx.now, exposure, ctx.limits))

@@ -11,6 +11,7 @@ connection per calling thread and never wait for the writer.
 
 from __future__ import annotations
 
+import logging
 import queue
 import sqlite3
 import threading
@@ -26,6 +27,11 @@ T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], T]
 
 DB_FILE = "cardpos.sqlite3"
+#: Commits after which the writer checkpoints the WAL when it is idle, and regardless.
+CHECKPOINT_WHEN_IDLE = 200
+CHECKPOINT_ANYWAY = 2000
+
+log = logging.getLogger(__name__)
 
 # Primary SQLite result codes (the low byte of an extended code).
 _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL = 8, 10, 11, 13
@@ -53,6 +59,9 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
         if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
             raise StoreError("store_error", path=str(path), detail="WAL mode refused")
         conn.execute("PRAGMA synchronous = FULL")
+        # The writer checkpoints itself between operations (see Store._after_job), so that a
+        # customer's redemption does not pay for copying the WAL into the database file.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
     else:
         conn.execute("PRAGMA query_only = ON")
     return conn
@@ -110,13 +119,30 @@ class Store:
             started.set_exception(exc)
             return
         started.set_result(None)
+        commits = 0
         try:
             while (item := self._jobs.get()) is not None:
                 job, result = item
                 if result.set_running_or_notify_cancel():
                     self._run_job(conn, job, result)
+                    commits += 1
+                commits = self._after_job(conn, commits)
         finally:
             conn.close()
+
+    def _after_job(self, conn: sqlite3.Connection, commits: int) -> int:
+        """Checkpoint the WAL once the caller has its answer: when no other job is waiting and
+        enough commits have piled up, or regardless once the WAL has grown large. Returns the
+        commits not yet checkpointed."""
+        if commits < CHECKPOINT_WHEN_IDLE or (self._jobs.qsize() and commits < CHECKPOINT_ANYWAY):
+            return commits
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            # The data is safe in the WAL; the next checkpoint (or the next open) retries.
+            log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+            return commits
+        return 0
 
     def _run_job(self, conn: sqlite3.Connection, job: Job[object], result: Future[object]) -> None:
         try:

@@ -6,6 +6,7 @@ helpers work on either kind of connection.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -35,8 +36,20 @@ def terminal_id(conn: sqlite3.Connection) -> str:
 
 
 def load_limits(conn: sqlite3.Connection) -> Limits:
-    text = get_meta(conn, "limits")
+    return parse_limits(get_meta(conn, "limits"))
+
+
+@functools.lru_cache(maxsize=8)
+def parse_limits(text: str | None) -> Limits:
+    """Limits from their stored JSON; cached by text, since every operation reads them."""
     return Limits() if text is None else Limits.from_json(json.loads(text))
+
+
+def meta_values(conn: sqlite3.Connection, *keys: str) -> dict[str, str]:
+    """Several meta values in one query (absent keys are missing from the result)."""
+    marks = ",".join("?" * len(keys))
+    return {k: v for k, v in conn.execute(
+        f"SELECT key, value FROM meta WHERE key IN ({marks})", keys)}
 
 
 def save_limits(conn: sqlite3.Connection, limits: Limits) -> None:
@@ -49,22 +62,22 @@ def _card_from_row(row: Sequence[Any], purses: list[Purse]) -> Card:
                 pin_failures=row[6], purses=tuple(purses))
 
 
-_CARD_COLUMNS = "number, uid, program, status, expiry, pin_hash, pin_failures"
+_CARD_SELECT = (
+    "SELECT c.number, c.uid, c.program, c.status, c.expiry, c.pin_hash, c.pin_failures,"
+    " p.name, p.currency, p.balance FROM cards c LEFT JOIN purses p ON p.card = c.number"
+    " WHERE c.{key} = ? ORDER BY p.position")
 
 
 def load_card(conn: sqlite3.Connection, *, number: str | None = None, uid: str | None = None
               ) -> Card | None:
-    """The card with this printed number or NFC UID (upper-case hex), with its purses."""
-    if number is not None:
-        row = conn.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE number = ?",
-                           (number,)).fetchone()
-    else:
-        row = conn.execute(f"SELECT {_CARD_COLUMNS} FROM cards WHERE uid = ?", (uid,)).fetchone()
-    if row is None:
+    """The card with this printed number or NFC UID (upper-case hex), with its purses — in
+    one statement, since this is on every decision's path."""
+    key, value = ("number", number) if number is not None else ("uid", uid)
+    rows = conn.execute(_CARD_SELECT.format(key=key), (value,)).fetchall()
+    if not rows:
         return None
-    purses = [Purse(name, currency, balance) for name, currency, balance in conn.execute(
-        "SELECT name, currency, balance FROM purses WHERE card = ? ORDER BY position", (row[0],))]
-    return _card_from_row(row, purses)
+    purses = [Purse(r[7], r[8], r[9]) for r in rows if r[7] is not None]
+    return _card_from_row(rows[0], purses)
 
 
 def apply_deltas(conn: sqlite3.Connection, deltas: Sequence[Delta]) -> None:
@@ -109,14 +122,10 @@ def offline_total(conn: sqlite3.Connection) -> int:
 
 
 def add_offline_total(conn: sqlite3.Connection, amount: int) -> None:
-    set_meta(conn, "offline_total", str(max(offline_total(conn) + amount, 0)))
-
-
-def last_sync_at(conn: sqlite3.Connection) -> datetime:
-    value = get_meta(conn, "last_sync_at")
-    if value is None:
-        raise StateError("no_store", path="?")
-    return datetime.fromisoformat(value)
+    """Add `amount` (negative for a void) to the offline total since the last sync, never
+    below 0."""
+    conn.execute("UPDATE meta SET value = CAST(max(CAST(value AS INTEGER) + ?, 0) AS TEXT)"
+                 " WHERE key = 'offline_total'", (amount,))
 
 
 def public_keys(conn: sqlite3.Connection) -> dict[str, bytes]:

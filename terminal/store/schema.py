@@ -86,7 +86,6 @@ MIGRATIONS: tuple[str, ...] = (
         body TEXT NOT NULL,
         hash TEXT NOT NULL
     );
-    CREATE INDEX journal_card ON journal (card, at);
     CREATE INDEX journal_shift ON journal (shift);
     CREATE INDEX journal_ref ON journal (ref) WHERE ref IS NOT NULL;
     CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
