@@ -10,7 +10,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from terminal.errors import NotFound, StateError
