@@ -95,3 +95,9 @@ class ImportRejected(CardposError):
     def __init__(self, errors: Sequence[RowError], total: int | None = None) -> None:
         self.errors = list(errors)
         super().__init__(count=len(self.errors) if total is None else total)
+
+
+class DeviceError(CardposError):
+    """A device could not do what was asked (printer offline or out of paper, no reader)."""
+
+    code = "device_error"

@@ -116,6 +116,21 @@ EN: dict[str, str] = {
     "uid_taken": "UID {uid} belongs to another card.",
     "card_rows_disagree": "rows of card {number} disagree on uid, program, expiry, status or pin.",
     "duplicate_purse": "card {number} has purse {purse} twice.",
+    # Receipts
+    "receipt_redeem": "REDEMPTION",
+    "receipt_void": "VOID",
+    "receipt_topup": "TOP-UP",
+    "receipt_activate": "CARD ACTIVATED",
+    "receipt_buyback": "BUYBACK",
+    "receipt_transfer": "BALANCE TRANSFER",
+    "receipt_copy": "*** COPY ***",
+    "receipt_terminal": "Terminal",
+    "receipt_card": "Card",
+    "receipt_program": "Program",
+    "receipt_balance": "Balance after",
+    "receipt_entry": "Entry",
+    "receipt_paid_out": "Paid out",
+    "receipt_to_card": "To card",
 }
 
 ZH_CN: dict[str, str] = {
@@ -217,6 +232,20 @@ ZH_CN: dict[str, str] = {
     "uid_taken": "UID {uid} 属于另一张卡。",
     "card_rows_disagree": "卡 {number} 的各行在 uid、计划、有效期、状态或密码上不一致。",
     "duplicate_purse": "卡 {number} 的钱包 {purse} 重复出现。",
+    "receipt_redeem": "消费凭条",
+    "receipt_void": "撤销凭条",
+    "receipt_topup": "充值凭条",
+    "receipt_activate": "开卡凭条",
+    "receipt_buyback": "回购凭条",
+    "receipt_transfer": "余额转移凭条",
+    "receipt_copy": "*** 副本 ***",
+    "receipt_terminal": "终端",
+    "receipt_card": "卡号",
+    "receipt_program": "卡计划",
+    "receipt_balance": "交易后余额",
+    "receipt_entry": "流水号",
+    "receipt_paid_out": "支付现金",
+    "receipt_to_card": "转入卡",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": EN, "zh_CN": ZH_CN}

@@ -126,4 +126,5 @@ def open_shift(conn: sqlite3.Connection, cashier_id: str, pin: str, limits: Limi
                  ((at.date() - timedelta(days=1)).isoformat(),))
     entry = journal.append(conn, terminal_id,
                            journal.NewEntry("shift_open", cashier=cashier_id, shift=shift_id), at)
+    conn.execute("UPDATE shifts SET first_seq = ? WHERE id = ?", (entry.seq, shift_id))
     return decision, entry

@@ -62,15 +62,15 @@ def z_report(conn: sqlite3.Connection, terminal_id: str, shift_id: str | None = 
         if row is None:
             raise NotFound("no_shift")
         shift_id = str(row[0])
-    shift = conn.execute("SELECT cashier, opened_at, closed_at FROM shifts WHERE id = ?",
-                         (shift_id,)).fetchone()
+    shift = conn.execute("SELECT cashier, opened_at, closed_at, first_seq FROM shifts"
+                         " WHERE id = ?", (shift_id,)).fetchone()
     if shift is None:
         raise NotFound("no_such_shift", shift_id=shift_id)
     counts: dict[tuple[str, str, str, str], int] = defaultdict(int)
     sums: dict[tuple[str, str, str, str], int] = defaultdict(int)
     voids = money = offline = pin_failures = 0
     seqs: list[int] = []
-    for entry in journal.entries(conn, "shift = ?", (shift_id,)):
+    for entry in journal.entries(conn, "seq >= ? AND shift = ?", (shift[3], shift_id)):
         seqs.append(entry.seq)
         if entry.kind == "pin_failure":
             pin_failures += 1

@@ -125,6 +125,18 @@ class _Context:
     def append(self, entry: journal.NewEntry) -> journal.Entry:
         return journal.append(self.conn, self.terminal_id, entry, self.now)
 
+    def append_money(self, kind: str, card: Card, deltas: Sequence[Delta], cashier: str,
+                     shift: str, data: dict[str, Any], ref: str | None = None) -> journal.Entry:
+        """Apply `deltas` and journal them, recording the card's program and balances after,
+        so the entry alone can print (and reprint) its receipt."""
+        queries.apply_deltas(self.conn, deltas)
+        after = card.after(deltas)
+        data = {**data, "program": card.program,
+                "after": [{"purse": p.name, "balance": p.balance, "currency": p.currency}
+                          for p in after.purses]}
+        return self.append(journal.NewEntry(kind, card.number, deltas, cashier, shift, ref=ref,
+                                            data=data))
+
 
 @dataclass(frozen=True)
 class _Usable:
@@ -246,16 +258,14 @@ class Terminal:
                 return Result(sup.decision, CardView.of(card, ctx.today))
             reversal = [Delta(d.card, d.program, d.purse, -d.amount, d.currency)
                         for d in original.deltas]
-            queries.apply_deltas(conn, reversal)
             if not original.body["online"]:
                 refunded = rules.total(original.deltas)
                 day = original.at.astimezone(ZoneInfo(ctx.limits.timezone)).date()
                 queries.add_card_day(conn, card.number, day, -refunded)
                 queries.add_offline_total(conn, -refunded)
-            entry = ctx.append(journal.NewEntry(
-                "void", card.number, reversal, cashier_id, shift, ref=entry_id,
-                data={"supervisor": sup.cashier_id}))
-            return Result(APPROVE, ctx.card_view(card.number), entry)
+            entry = ctx.append_money("void", card, reversal, cashier_id, shift,
+                                     {"supervisor": sup.cashier_id}, ref=entry_id)
+            return Result(APPROVE, CardView.of(card.after(reversal), ctx.today), entry)
 
         return self.store.write(job)
 
@@ -291,13 +301,11 @@ class Terminal:
                 deltas = [delta] if delta else []
             if not decision.approved:
                 return Result(decision, CardView.of(card, ctx.today))
-            queries.apply_deltas(conn, deltas)
             data: dict[str, Any] = {}
             if kind == "activate":
                 queries.set_card_status(conn, card.number, CardStatus.ACTIVE)
                 data["status"] = CardStatus.ACTIVE.value
-            entry = ctx.append(journal.NewEntry(kind, card.number, deltas, cashier_id, shift,
-                                                data=data))
+            entry = ctx.append_money(kind, card, deltas, cashier_id, shift, data)
             return Result(decision, ctx.card_view(card.number), entry)
 
         return self.store.write(job)
@@ -429,13 +437,11 @@ class Terminal:
 
     def _commit_debit(self, ctx: _Context, kind: str, card: Card, deltas: Sequence[Delta],
                       cashier_id: str, shift: str, data: dict[str, Any]) -> journal.Entry:
-        """Apply the deltas, count the offline exposure and append the entry (one transaction)."""
-        queries.apply_deltas(ctx.conn, deltas)
+        """Count the offline exposure, apply the deltas and append the entry (one transaction)."""
         taken = sum(-d.amount for d in deltas if d.amount < 0 and d.card == card.number)
         queries.add_card_day(ctx.conn, card.number, ctx.today, taken)
         queries.add_offline_total(ctx.conn, taken)
-        return ctx.append(journal.NewEntry(kind, card.number, deltas, cashier_id, shift,
-                                           data=data))
+        return ctx.append_money(kind, card, deltas, cashier_id, shift, data)
 
 
 def _masked(entry: journal.Entry) -> dict[str, Any]:

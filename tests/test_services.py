@@ -153,7 +153,7 @@ class TestPin:
         wrong = cards.terminal.redeem(CardNumber(PLAIN), 1_00, supervisor_pin="1234")
         assert wrong.decision.reasons == (Reason.WRONG_PIN,)
         ok = cards.terminal.redeem(CardNumber(PLAIN), 1_00, supervisor_pin=SUPERVISOR_PIN)
-        assert ok.approved and entry_of(ok).body["data"] == {"supervisor": "sam"}
+        assert ok.approved and entry_of(ok).body["data"]["supervisor"] == "sam"
 
 
 class TestVoid:
@@ -203,7 +203,9 @@ class TestCredits:
         assert cards.terminal.redeem(uid, 1_00).decision.reasons == (Reason.NOT_ACTIVATED,)
         result = cards.terminal.activate(uid, amount=20_00)
         assert result.approved and result.card is not None and result.card.status == "active"
-        assert entry_of(result).body["data"] == {"status": "active"}
+        assert entry_of(result).body["data"] == {
+            "status": "active", "program": "shopping",
+            "after": [{"purse": "general", "balance": 20_00, "currency": "EUR"}]}
         assert balances(cards, SLEEPER) == {"general": 20_00}
         assert cards.terminal.activate(uid).decision.reasons == (Reason.ALREADY_ACTIVE,)
 
@@ -220,6 +222,10 @@ class TestBuybackAndTransfer:
         assert done.approved
         entry = entry_of(done)
         assert entry.body["data"] == {"price": 59_50, "rate_bp": 8500, "currency": "EUR",
+                                      "program": "fuel",
+                                      "after": [{"purse": "fuel", "balance": 0, "currency": "EUR"},
+                                                {"purse": "general", "balance": 0,
+                                                 "currency": "EUR"}],
                                       "supervisor": "sam"}
         assert balances(cards, FUEL) == {"fuel": 0, "general": 0}
         assert cards.terminal.inquire(UID).decision.reasons == (Reason.CLOSED,)
@@ -238,7 +244,9 @@ class TestBuybackAndTransfer:
         assert balances(cards, PLAIN) == {"general": 0}
         assert balances(cards, SLEEPER) == {"general": 30_00}
         entry = entry_of(result)
-        assert entry.body["data"] == {"to": SLEEPER, "supervisor": "sam"}
+        assert entry.body["data"] == {
+            "to": SLEEPER, "supervisor": "sam", "program": "shopping",
+            "after": [{"purse": "general", "balance": 0, "currency": "EUR"}]}
         assert sum(d.amount for d in entry.deltas) == 0
         assert cards.terminal.inquire(CardNumber(PLAIN)).decision.reasons == (Reason.CLOSED,)
 
