@@ -38,13 +38,24 @@ class NfcUid:
 
 
 @dataclass(frozen=True)
+class NfcCard:
+    """What a reader got from a tapped card: its UID and, if the card carries one, the signed
+    token read from it (raw bytes, docs/token-format.md). A token is verified offline; the UID
+    is then only checked against the card's recorded UID (a token copied onto another chip
+    does not match)."""
+
+    uid: str
+    token: bytes | None = None
+
+
+@dataclass(frozen=True)
 class QrCode:
     """The text of a scanned QR code carrying a signed token."""
 
     text: str
 
 
-Credential = CardNumber | NfcUid | QrCode
+Credential = CardNumber | NfcUid | NfcCard | QrCode
 
 
 def normalize_uid(text: str) -> str:
@@ -58,7 +69,7 @@ def normalize_uid(text: str) -> str:
 class Presented:
     """The outcome of looking a credential up."""
 
-    via: str  # "number" | "uid" | "qr"
+    via: str  # "number" | "uid" | "qr" | "nfc" (a tapped card's signed token)
     card: Card | None
     token: tokens.TokenPayload | None
     decision: Decision
@@ -70,18 +81,26 @@ def resolve(conn: sqlite3.Connection, credential: Credential, now: datetime, ske
     if isinstance(credential, CardNumber):
         card = queries.load_card(conn, number=normalize_card_number(credential.number))
         return _found("number", card, None)
-    if isinstance(credential, NfcUid):
+    if isinstance(credential, NfcUid) or (isinstance(credential, NfcCard)
+                                          and credential.token is None):
         card = queries.load_card(conn, uid=normalize_uid(credential.uid))
         return _found("uid", card, None)
+    via = "qr" if isinstance(credential, QrCode) else "nfc"
     try:
-        payload = tokens.verify_token(tokens.from_qr_text(credential.text),
-                                      queries.public_keys(conn), int(now.timestamp()), skew_s)
+        raw = (tokens.from_qr_text(credential.text) if isinstance(credential, QrCode)
+               else credential.token or b"")
+        payload = tokens.verify_token(raw, queries.public_keys(conn), int(now.timestamp()),
+                                      skew_s)
     except TokenError as exc:
-        return Presented("qr", None, None, decline(exc.reason))
+        return Presented(via, None, None, decline(exc.reason))
     if payload.dynamic is not None and queries.code_seen(
             conn, payload.key_id, payload.card_number, payload.dynamic.counter):
-        return Presented("qr", None, payload, decline(Reason.REPLAYED_CODE))
-    return _found("qr", queries.load_card(conn, number=payload.card_number), payload)
+        return Presented(via, None, payload, decline(Reason.REPLAYED_CODE))
+    card = queries.load_card(conn, number=payload.card_number)
+    if (isinstance(credential, NfcCard) and card is not None and card.uid is not None
+            and card.uid != normalize_uid(credential.uid)):
+        return Presented(via, None, payload, decline(Reason.CARD_MISMATCH))
+    return _found(via, card, payload)
 
 
 def _found(via: str, card: Card | None, token: tokens.TokenPayload | None) -> Presented:

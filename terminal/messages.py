@@ -51,6 +51,8 @@ EN: dict[str, str] = {
     "expired_code": "This code has expired. Please show a fresh code.",
     "code_not_yet_valid": "This code is not valid yet. Check the clock of the phone.",
     "replayed_code": "This code has already been used. Please show a fresh code.",
+    "card_mismatch": "This card's chip does not match its code. Keep the card and call a "
+                     "supervisor.",
     "void_not_found": "No entry {entry} on this terminal.",
     "void_not_allowed": "This entry cannot be voided ({kind}).",
     "void_too_late": "Only redemptions of the last {minutes} minutes can be voided.",
@@ -169,6 +171,7 @@ ZH_CN: dict[str, str] = {
     "expired_code": "此二维码已过期，请出示新的二维码。",
     "code_not_yet_valid": "此二维码尚未生效，请检查手机时间。",
     "replayed_code": "此二维码已被使用，请出示新的二维码。",
+    "card_mismatch": "此卡芯片与卡上的签名码不符。请留下卡片并呼叫主管。",
     "void_not_found": "本终端没有记录 {entry}。",
     "void_not_allowed": "此记录不能撤销（{kind}）。",
     "void_too_late": "只能撤销最近 {minutes} 分钟内的消费。",

@@ -58,6 +58,7 @@ class Reason(StrEnum):
     EXPIRED_CODE = "expired_code"
     CODE_NOT_YET_VALID = "code_not_yet_valid"
     REPLAYED_CODE = "replayed_code"
+    CARD_MISMATCH = "card_mismatch"  # a chip's UID and the signed token on it name different cards
     # Voids
     VOID_NOT_FOUND = "void_not_found"
     VOID_NOT_ALLOWED = "void_not_allowed"

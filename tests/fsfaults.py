@@ -1,7 +1,6 @@
 """Real file-system faults for store tests: a read-only mount and a file system that fills up.
 
-Both use a small tmpfs, which needs root (CI runs as root). Elsewhere the tests that use them
-skip — unless CARDPOS_REQUIRE_ALL=1 (set by .ci/run), which turns the skip into a failure.
+Both use a small tmpfs, which needs root (CI runs as root); see tests/needs.py.
 """
 
 from __future__ import annotations
@@ -14,16 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-
-def require(ok: bool, why: str) -> None:
-    """Skip when a test's real dependency is missing — or fail, in CI."""
-    if ok:
-        return
-    if os.environ.get("CARDPOS_REQUIRE_ALL") == "1":
-        pytest.fail(f"required in CI: {why}")
-    pytest.skip(why)
+from tests.needs import require
 
 
 def _can_mount() -> bool:

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from terminal import admin, tokens
-from terminal.credentials import CardNumber, NfcUid, QrCode
+from terminal.credentials import CardNumber, NfcCard, NfcUid, QrCode
 from terminal.errors import BadInput, StateError, StoreError
 from terminal.journal import Entry
 from terminal.reasons import Outcome, Reason
@@ -464,3 +464,22 @@ class TestStoreFailures:
         with pytest.raises(Exception, match="append-only"):
             cards.store.write(lambda c: c.execute("DELETE FROM journal"))
 
+
+
+class TestNfcCards:
+    def signed(self, cards: Till, number: str) -> bytes:
+        key = Ed25519PrivateKey.generate()
+        admin.add_key(cards.store, "tag-1", tokens.public_key_bytes(key).hex(), cards.clock())
+        now = int(cards.clock().timestamp())
+        return tokens.sign_token(tokens.TokenPayload("tag-1", number, (), now, None), key)
+
+    def test_a_chip_with_a_token_is_verified_and_matched_to_its_uid(self, cards: Till) -> None:
+        raw = self.signed(cards, FUEL)
+        assert cards.terminal.redeem(NfcCard("04A1B2C3", raw), 1_00).approved
+        clone = cards.terminal.redeem(NfcCard("04A1B2C4", raw), 1_00)
+        assert clone.decision.reasons == (Reason.CARD_MISMATCH,) and clone.entry is None
+        broken = cards.terminal.redeem(NfcCard("04A1B2C3", raw[:-1]), 1_00)
+        assert broken.decision.reasons == (Reason.MALFORMED_CODE,)
+
+    def test_a_chip_without_a_token_is_looked_up_by_uid(self, cards: Till) -> None:
+        assert cards.terminal.inquire(NfcCard("04a1b2c3")).approved
