@@ -84,6 +84,7 @@ def _credential_args(parser: argparse.ArgumentParser, prefix: str = "", required
 
 def build_parser() -> argparse.ArgumentParser:
     from cardpos import commands as c
+    from cardpos import device_commands as d
 
     parser = argparse.ArgumentParser(prog="cardpos", description="Stored-value card terminal.")
     parser.add_argument("--version", action="version", version=f"cardpos {__version__}")
@@ -211,6 +212,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("set", c.limits_set, "change one setting (journaled)", limits)
     p.add_argument("name")
     p.add_argument("value")
+
+    devices = group("devices", "card readers, cameras, printers")
+    command("list", d.devices_list, "adapters available here and devices seen", devices)
+    p = command("watch", d.devices_watch, "print each card event of a reader", devices)
+    p.add_argument("--reader", required=True, metavar="SPEC",
+                   help="e.g. pcsc, 'pcsc:Virtual PCD 00 00', nfcpy:usb, sim")
+    p.add_argument("--once", action="store_true", help="stop after the first card")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds")
+    p = command("emulate-card", d.devices_emulate_card,
+                "present the emulated stored-value card to pcscd's vpcd", devices)
+    p.add_argument("--uid", required=True, metavar="HEX")
+    p.add_argument("--token", metavar="TEXT", help="the card's token as QR text (CP1:...)")
+    p.add_argument("--port", type=int, default=35963, help="vpcd port on 127.0.0.1")
+
+    p = command("scan-image", d.scan_image, "decode QR codes in image files")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
 
     p = command("demo", c.demo, "a scripted demonstration on demo cards, in a fresh data dir")
     p.add_argument("--keep", action="store_true", help="keep the demo data directory")

@@ -104,6 +104,10 @@ EN: dict[str, str] = {
     "store_corrupt": "The store {path} is damaged: {detail}",
     "store_io_error": "The disk failed while using {path}: {detail}",
     "store_busy": "The store {path} is busy; try again.",
+    # Devices
+    "device_error": "The device failed: {detail}",
+    "bad_device_spec": "'{spec}' is not a {what} (use one of: {allowed}).",
+    "adapter_unavailable": "The adapter for '{spec}' cannot load here: {detail}",
     # Card import
     "import_rejected": "The file has {count} error(s); nothing was imported.",
     "row_error": "line {line}, {column}: {problem}",
@@ -222,6 +226,9 @@ ZH_CN: dict[str, str] = {
     "store_corrupt": "数据库 {path} 已损坏：{detail}",
     "store_io_error": "使用 {path} 时磁盘出错：{detail}",
     "store_busy": "数据库 {path} 正忙，请重试。",
+    "device_error": "设备故障：{detail}",
+    "bad_device_spec": "“{spec}”不是有效的{what}（可用：{allowed}）。",
+    "adapter_unavailable": "“{spec}”的适配器无法在本机加载：{detail}",
     "import_rejected": "文件中有 {count} 处错误，未导入任何内容。",
     "row_error": "第 {line} 行，{column}：{problem}",
     "bad_program": "“{program}”不是有效的卡计划名（a-z、0-9、_ 和 -）。",
