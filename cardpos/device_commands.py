@@ -91,6 +91,7 @@ def scan_image(args: argparse.Namespace, out: Out) -> int:
     from drivers.qr_decode import scan_files
 
     results = scan_files(args.files)
-    out.emit({"results": [r.as_json() for r in results]}, [str(r) for r in results])
+    out.emit({"results": [r.as_json(out.lang) for r in results]},
+             [r.line(out.lang) for r in results])
     return EXIT_OK
 

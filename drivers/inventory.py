@@ -55,9 +55,9 @@ def pcsc_readers() -> list[Found]:
     """Readers pcscd knows now, or one entry saying why none can be listed."""
     if not _module("smartcard"):
         return [Found("reader", "pcsc", False, "pyscard is not installed")]
-    from smartcard.Exceptions import SmartcardException
-    from smartcard.pcsc.PCSCExceptions import BaseSCardException
-    from smartcard.System import readers
+    from smartcard.Exceptions import SmartcardException  # type: ignore[import-untyped]
+    from smartcard.pcsc.PCSCExceptions import BaseSCardException  # type: ignore[import-untyped]
+    from smartcard.System import readers  # type: ignore[import-untyped]
 
     try:
         names = [str(r) for r in readers()]
