@@ -118,6 +118,8 @@ EN: dict[str, str] = {
     "card_removed_mid_read": "The card was removed too soon. Please tap it again and hold it "
                              "still.",
     "card_unreadable": "This card could not be read. Try again, or enter the card number.",
+    "card_unsupported": "This card cannot be used here. Enter the card number instead.",
+    "pcscd_unavailable": "The card reader service (pcscd) is not running. Reconnecting…",
     "printer_offline": "The receipt printer {name} cannot be reached. The operation stands; "
                        "check the printer and print the receipt again.",
     "printer_out_of_paper": "The receipt printer {name} is out of paper. The operation stands; "
@@ -266,6 +268,8 @@ ZH_CN: dict[str, str] = {
     "reader_failed": "读卡器停止工作，正在重新连接…",
     "card_removed_mid_read": "卡片移开过早。请重新贴卡并保持不动。",
     "card_unreadable": "无法读取此卡。请重试，或输入卡号。",
+    "card_unsupported": "此卡无法在此使用。请改为输入卡号。",
+    "pcscd_unavailable": "读卡器服务（pcscd）未运行，正在重新连接…",
     "printer_offline": "无法连接收据打印机 {name}。交易已生效；请检查打印机后重新打印凭条。",
     "printer_out_of_paper": "收据打印机 {name} 缺纸。交易已生效；请装纸后重新打印凭条。",
     "printer_error": "收据打印机 {name} 出现故障。交易已生效；请重新打印凭条。",
