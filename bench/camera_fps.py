@@ -22,8 +22,6 @@ reports one. docs/qr.md records a run.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import shutil
 import sys
@@ -32,13 +30,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import segno
+from benchlib import machine_lines
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.camera import SECOND_OPINION_EVERY, Camera, CaptureStats
@@ -150,17 +148,8 @@ def play(path: Path, scene: str, second_opinion_every: int) -> Run:
 
 
 def versions() -> list[str]:
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    libs = ", ".join(f"{d} {version(d)}" for d in
-                     ("opencv-python-headless", "zxing-cpp", "pyzbar", "numpy"))
-    return [f"python {platform.python_version()}; {libs}",
-            f"platform {platform.platform()}; {os.cpu_count()} CPUs; OpenCV threads "
-            f"{cv2.getNumThreads()}"]
+    return [*machine_lines("opencv-python-headless", "zxing-cpp", "pyzbar", "numpy"),
+            f"OpenCV threads {cv2.getNumThreads()}"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import zxingcpp
+from benchlib import machine_lines
 
 from drivers import qr_decode
 
@@ -125,16 +123,7 @@ def run(items: list[Sample], root: Path, repeat: int) -> dict[str, Tally]:
 
 
 def versions() -> list[str]:
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    libs = ", ".join(f"{d} {version(d)}" for d in
-                     ("zxing-cpp", "pyzbar", "opencv-python-headless", "numpy"))
-    return [f"python {platform.python_version()}; {libs}",
-            f"platform {platform.platform()}; {os.cpu_count()} CPUs"]
+    return machine_lines("zxing-cpp", "pyzbar", "opencv-python-headless", "numpy")
 
 
 def main(argv: list[str] | None = None) -> int:
