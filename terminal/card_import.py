@@ -49,7 +49,7 @@ class ImportSummary:
         return {"cards": self.cards, "purses": self.purses, "pins_hashed": self.pins_hashed}
 
 
-class _Collector:
+class Collector:
     """Row errors of one import: all are counted, the first MAX_REPORTED are kept."""
 
     def __init__(self) -> None:
@@ -62,7 +62,7 @@ class _Collector:
             self.kept.append(RowError(line, column, code, params))
 
 
-def _check_row(row: dict[str, str], line: int, errors: _Collector) -> dict[str, Any] | None:
+def _check_row(row: dict[str, str], line: int, errors: Collector) -> dict[str, Any] | None:
     """Validate one row's fields; returns the parsed row or None (errors recorded)."""
     before = errors.count
     number = row["number"].strip()
@@ -121,7 +121,7 @@ class _CountingLines:
             yield line
 
 
-def _rows(path: Path, errors: _Collector) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_rows(path: Path, errors: Collector) -> Iterator[tuple[int, dict[str, Any]]]:
     """Valid rows of the file with their line numbers; a bad header stops the file at once."""
     try:
         handle = path.open(newline="", encoding="utf-8-sig")
@@ -161,7 +161,7 @@ def import_cards(conn: sqlite3.Connection, path: Path) -> ImportSummary:
     Runs on the store's writer thread (via `Store.write`), so the rollback on error covers
     every batch already inserted.
     """
-    errors = _Collector()
+    errors = Collector()
     db = sqlite_utils.Database(conn)
     seen: dict[str, tuple[Any, ...]] = {}   # card number -> attributes of its first row
     purses_seen: set[tuple[str, str]] = set()
@@ -180,7 +180,7 @@ def import_cards(conn: sqlite3.Connection, path: Path) -> ImportSummary:
 
     # Into an empty store (the first, largest import) no row can clash with a stored card.
     store_empty = conn.execute("SELECT 1 FROM cards LIMIT 1").fetchone() is None
-    for line, row in _rows(path, errors):
+    for line, row in read_rows(path, errors):
         number = row["number"]
         attrs = (row["uid"], row["program"], row["expiry"], row["status"], row["pin"])
         if number not in seen:

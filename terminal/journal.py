@@ -163,7 +163,7 @@ def verify_rows(rows: Iterable[Sequence[Any]], terminal_id: str, head_seq: int |
     """
     prev, expected_seq, checked = GENESIS_HASH, 1, 0
     for row in rows:
-        problem = _row_problem(row, terminal_id, expected_seq, prev)
+        problem = row_problem(row, terminal_id, expected_seq, prev)
         if problem is not None:
             return VerifyResult(False, checked, row[0], row[1], problem)
         prev, expected_seq, checked = row[9], expected_seq + 1, checked + 1
@@ -172,7 +172,7 @@ def verify_rows(rows: Iterable[Sequence[Any]], terminal_id: str, head_seq: int |
     return VerifyResult(True, checked)
 
 
-def _row_problem(row: Sequence[Any], terminal_id: str, expected_seq: int, prev: str
+def row_problem(row: Sequence[Any], terminal_id: str, expected_seq: int, prev: str
                  ) -> str | None:
     """What is wrong with one journal row given what came before it, or None."""
     try:

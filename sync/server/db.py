@@ -1,0 +1,99 @@
+"""Engines and migrations for the server's database: SQLite (the embedded default) or
+PostgreSQL through psycopg 3 (`postgresql+psycopg://user@host/db`).
+
+SQLite gets what the terminal's store has: WAL, `synchronous=FULL`, foreign keys, a busy
+timeout, and `BEGIN IMMEDIATE` for every transaction, so writers queue up instead of failing
+with "database is locked" half-way through. PostgreSQL runs at READ COMMITTED; what must be
+serialized is serialized by row locks (see `ledger`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_MS = 30_000
+# Any constant: held (per transaction) while migrating, so several server processes started
+# together over one PostgreSQL do not race each other through the same migration.
+_MIGRATE_LOCK = 875_000_001
+
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`, set up for this server's transactions (see the module docstring)."""
+    engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would issue a deferred BEGIN).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                   f"busy_timeout={SQLITE_BUSY_MS}"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config built in code: no alembic.ini is needed at runtime."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def migrate(url: str | Engine, revision: str = "head") -> None:
+    """`alembic upgrade head` (or to `revision`) on the database at `url`."""
+    engine = make_engine(url) if isinstance(url, str) else url
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
+            config = alembic_config(engine.url.render_as_string(hide_password=False))
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        if isinstance(url, str):
+            engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def insert(conn: Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT (with `on_conflict_do_nothing` / `_do_update`) for `table`."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def transaction(engine: Engine, job: Callable[[Connection], T]) -> T:
+    """Run `job` in one transaction (committed if it returns, rolled back if it raises)."""
+    with engine.begin() as conn:
+        return job(conn)

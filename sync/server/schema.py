@@ -1,0 +1,166 @@
+"""The server's tables, in SQLAlchemy Core. Alembic migrations (sync/server/migrations/) create
+them; a test checks that the migrated database matches this module exactly.
+
+Money is BigInteger minor units with the currency alongside. Times are UTC (`DateTime(timezone=
+True)`: timestamptz on PostgreSQL; SQLite keeps the UTC wall time as text).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# A 64-bit auto-increment key: BIGSERIAL/IDENTITY on PostgreSQL, the rowid on SQLite (where only
+# INTEGER PRIMARY KEY auto-increments).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = sa.MetaData(naming_convention=NAMING)
+
+Time = sa.DateTime(timezone=True)
+
+programs = sa.Table(
+    "programs", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+cards = sa.Table(
+    "cards", metadata,
+    sa.Column("number", sa.String(19), primary_key=True),
+    sa.Column("uid", sa.String(20), nullable=True, unique=True),
+    sa.Column("program", sa.String(32), sa.ForeignKey("programs.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("expiry", sa.Date, nullable=True),
+    sa.Column("pin_hash", sa.String(200), nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+purses = sa.Table(
+    "purses", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("card", sa.String(19), sa.ForeignKey("cards.number"), nullable=False),
+    sa.Column("name", sa.String(16), nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    # A cache of sum(ledger.amount) for this purse, changed in the same transaction as each
+    # posting by an atomic `balance = balance + :amount`. The ledger is the truth.
+    sa.Column("balance", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("card", "name"),
+)
+
+terminals = sa.Table(
+    "terminals", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("branch", sa.String(64), nullable=True),
+    sa.Column("credential_hash", sa.String(200), nullable=True),
+    sa.Column("revoked", sa.Boolean, nullable=False),
+    # The head of the terminal's chain as applied here: the next entry must have
+    # seq = last_seq + 1 and prev = last_hash.
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+    sa.Column("enrolled_at", Time, nullable=False),
+    sa.Column("last_push_at", Time, nullable=True),
+)
+
+entries = sa.Table(
+    "entries", metadata,
+    # The entry's UUIDv7: the primary key is what makes applying exactly-once.
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("terminal", sa.String(32), sa.ForeignKey("terminals.id"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("card", sa.String(19), nullable=True, index=True),
+    sa.Column("online", sa.Boolean, nullable=False),
+    sa.Column("prev", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    # The canonical form exactly as hashed (docs/journal.md), so the chain can be re-verified.
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("received_at", Time, nullable=False),
+    sa.UniqueConstraint("terminal", "seq"),
+)
+
+ledger = sa.Table(
+    "ledger", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("purse_id", sa.BigInteger, sa.ForeignKey("purses.id"), nullable=False,
+              index=True),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    # "issue" (the opening balance of an import) or the kind of the entry that posted it.
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("entry_id", sa.String(36), sa.ForeignKey("entries.id"), nullable=True,
+              index=True),
+    sa.Column("terminal", sa.String(32), nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("posted_at", Time, nullable=False),
+)
+
+exceptions = sa.Table(
+    "exceptions", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("card", sa.String(19), nullable=False, index=True),
+    sa.Column("purse_id", sa.BigInteger, sa.ForeignKey("purses.id"), nullable=False),
+    # How far this entry took the purse below zero (positive, minor units).
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("entry_id", sa.String(36), sa.ForeignKey("entries.id"), nullable=False),
+    sa.Column("terminal", sa.String(32), nullable=False),
+    # JSON array of the terminal ids involved (sorted).
+    sa.Column("terminals", sa.Text, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("resolved_at", Time, nullable=True),
+)
+
+denylist = sa.Table(
+    "denylist", metadata,
+    sa.Column("card", sa.String(19), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("added_at", Time, nullable=False),
+)
+
+keys = sa.Table(
+    "keys", metadata,
+    sa.Column("kid", sa.String(16), primary_key=True),
+    sa.Column("public_key", sa.LargeBinary(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+card_status_log = sa.Table(
+    "card_status_log", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("card", sa.String(19), sa.ForeignKey("cards.number"), nullable=False,
+              index=True),
+    sa.Column("old", sa.String(16), nullable=False),
+    sa.Column("new", sa.String(16), nullable=False),
+    # "issuer" for an issuer operation, else the id of the journal entry that caused it.
+    sa.Column("source", sa.String(36), nullable=False),
+    sa.Column("at", Time, nullable=False),
+)
+
+counters = sa.Table(
+    "counters", metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+# The pull cursor: one row per changed object (kind: card | denylist | key), whose `seq` is
+# raised to a fresh value from counters['changes'] by every transaction that changes it.
+# "Changes after cursor N" is one range scan of the unique index on seq.
+changes = sa.Table(
+    "changes", metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index("ix_changes_seq", "seq", unique=True),
+)
