@@ -140,6 +140,13 @@ EN: dict[str, str] = {
     "image_missing": "{path} cannot be read: {detail}.",
     "image_unreadable": "{path} is not an image that can be read ({detail}).",
     "no_code_found": "No QR code found in {path}.",
+    # Sync
+    "sync_error": "The server's answer could not be used; nothing was changed.",
+    "bad_checksum": "The data from the server is damaged (checksum mismatch); nothing was "
+                    "changed. The next sync retries.",
+    "bad_pull_page": "The data from the server is malformed ({detail}); nothing was changed.",
+    "bad_ack": "The server acknowledged entry {last_seq}, but this terminal's journal ends at "
+               "{head}. Call support: the server may hold another terminal's journal.",
     # Card import
     "import_rejected": "The file has {count} error(s); nothing was imported.",
     "row_error": "line {line}, {column}: {problem}",
@@ -286,6 +293,11 @@ ZH_CN: dict[str, str] = {
     "image_missing": "无法读取 {path}：{detail}。",
     "image_unreadable": "{path} 不是可读取的图片（{detail}）。",
     "no_code_found": "在 {path} 中未找到二维码。",
+    "sync_error": "服务器的应答无法使用，未做任何更改。",
+    "bad_checksum": "来自服务器的数据已损坏（校验和不符），未做任何更改。下次同步将重试。",
+    "bad_pull_page": "来自服务器的数据格式有误（{detail}），未做任何更改。",
+    "bad_ack": "服务器确认了第 {last_seq} 条记录，但本终端的流水只到第 {head} 条。"
+               "请联系技术支持：服务器可能保存了另一台终端的流水。",
     "import_rejected": "文件中有 {count} 处错误，未导入任何内容。",
     "row_error": "第 {line} 行，{column}：{problem}",
     "bad_program": "“{program}”不是有效的卡计划名（a-z、0-9、_ 和 -）。",

@@ -21,9 +21,7 @@ def raised_codes() -> set[str]:
     """Codes passed to the typed errors and the import's row errors in terminal/ and cardpos/."""
     files = itertools.chain(*((ROOT / d).rglob("*.py") for d in ("terminal", "cardpos", "drivers")))
     source = "\n".join(p.read_text(encoding="utf-8") for p in files)
-    codes = set(re.findall(
-        r"(?:BadInput|StateError|NotFound|StoreError|CardposError|DeviceError)\(\s*\"([a-z_]+)\"",
-        source))
+    codes = set(re.findall(r"\b(?:BadInput|NotFound|[A-Z]\w*Error)\(\s*\"([a-z_]+)\"", source))
     codes |= set(re.findall(r"\bcode=\"([a-z_]+)\"", source))  # DeviceStatus hints
     codes |= set(re.findall(r"errors\.add\([^\"]*\"[a-z_]+\",\s*\"([a-z_]+)\"", source))
     codes |= set(re.findall(r"_SQLITE_[A-Z]+: \"([a-z_]+)\"", source))
