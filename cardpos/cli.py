@@ -85,6 +85,7 @@ def _credential_args(parser: argparse.ArgumentParser, prefix: str = "", required
 def build_parser() -> argparse.ArgumentParser:
     from cardpos import commands as c
     from cardpos import device_commands as d
+    from cardpos import sync_commands as y
 
     parser = argparse.ArgumentParser(prog="cardpos", description="Stored-value card terminal.")
     parser.add_argument("--version", action="version", version=f"cardpos {__version__}")
@@ -228,6 +229,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("scan-image", d.scan_image, "decode QR codes in image files")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+    p = command("enrol", y.enrol, "enrol this terminal with a server (one-time code)")
+    p.add_argument("url", help="the server, e.g. http://127.0.0.1:8750")
+    p.add_argument("code", help="the one-time code from `cardpos server enrol-code`")
+    command("sync", y.sync, "one push and pull with the server now")
+    command("status", y.status, "online?, pending entries, last sync, cursor")
+
+    from cardpos.server_commands import add_server_commands
+    add_server_commands(sub, command, group)
 
     p = command("demo", c.demo, "a scripted demonstration on demo cards, in a fresh data dir")
     p.add_argument("--keep", action="store_true", help="keep the demo data directory")

@@ -147,6 +147,14 @@ EN: dict[str, str] = {
     "bad_pull_page": "The data from the server is malformed ({detail}); nothing was changed.",
     "bad_ack": "The server acknowledged entry {last_seq}, but this terminal's journal ends at "
                "{head}. Call support: the server may hold another terminal's journal.",
+    "server_unreachable": "The server cannot be reached ({detail}); working offline.",
+    "terminal_not_authorised": "The server does not know this terminal's credential. Enrol it "
+                               "again (cardpos enrol URL CODE).",
+    "terminal_revoked": "The server has revoked this terminal. Call support.",
+    "server_garbage": "The server answered something unreadable (HTTP {status}); working "
+                      "offline.",
+    "server_refused": "The server refused the request (HTTP {status}, {error}).",
+    "not_enrolled": "This terminal is not enrolled with a server yet (cardpos enrol URL CODE).",
     # Card import
     "import_rejected": "The file has {count} error(s); nothing was imported.",
     "row_error": "line {line}, {column}: {problem}",
@@ -298,6 +306,12 @@ ZH_CN: dict[str, str] = {
     "bad_pull_page": "来自服务器的数据格式有误（{detail}），未做任何更改。",
     "bad_ack": "服务器确认了第 {last_seq} 条记录，但本终端的流水只到第 {head} 条。"
                "请联系技术支持：服务器可能保存了另一台终端的流水。",
+    "server_unreachable": "无法连接服务器（{detail}），继续离线工作。",
+    "terminal_not_authorised": "服务器不认识本终端的凭证。请重新注册（cardpos enrol URL CODE）。",
+    "terminal_revoked": "服务器已吊销本终端。请联系技术支持。",
+    "server_garbage": "服务器的应答无法识别（HTTP {status}），继续离线工作。",
+    "server_refused": "服务器拒绝了请求（HTTP {status}，{error}）。",
+    "not_enrolled": "本终端尚未在服务器注册（cardpos enrol URL CODE）。",
     "import_rejected": "文件中有 {count} 处错误，未导入任何内容。",
     "row_error": "第 {line} 行，{column}：{problem}",
     "bad_program": "“{program}”不是有效的卡计划名（a-z、0-9、_ 和 -）。",

@@ -64,7 +64,9 @@ def record_push(conn: sqlite3.Connection, server_last_seq: int, now: datetime) -
     head = int(queries.get_meta(conn, "journal_head_seq") or 0)
     if not 0 <= server_last_seq <= head:
         raise SyncError("bad_ack", last_seq=server_last_seq, head=head)
-    queries.set_meta(conn, "acked_seq", str(max(server_last_seq, acked_seq(conn))))
+    # The server is the authority on what it holds: after a restore from backup it may know
+    # less than it once acknowledged, and the terminal then sends those entries again.
+    queries.set_meta(conn, "acked_seq", str(server_last_seq))
     limits = queries.load_limits(conn)
     pending = _pending(conn)
     total, per_day = _exposure(pending, ZoneInfo(limits.timezone))
@@ -137,7 +139,8 @@ def apply_pull(conn: sqlite3.Connection, page: dict[str, Any]) -> PullSummary:
         for item in page["denylist"]:
             if item["listed"]:
                 conn.execute("INSERT OR REPLACE INTO denylist (card, reason, added_at)"
-                             " VALUES (?, ?, datetime('now'))", (item["card"], item["reason"]))
+                             " VALUES (?, ?, datetime('now'))",
+                             (item["card"], item["reason"] or ""))
             else:
                 conn.execute("DELETE FROM denylist WHERE card = ?", (item["card"],))
         for key in page["keys"]:

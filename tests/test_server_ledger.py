@@ -157,7 +157,7 @@ def test_migrations_up_from_empty_match_the_schema(kind: str, tmp_path: Path) ->
         migrate(url)  # at head already: nothing to do
         eng = make_engine(url)
         try:
-            assert current_revision(eng) == "0001"
+            assert current_revision(eng) == "0002"
             with eng.connect() as conn:
                 diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
                 assert diff == []

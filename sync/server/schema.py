@@ -164,3 +164,20 @@ changes = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Index("ix_changes_seq", "seq", unique=True),
 )
+
+# -- 0002: enrolment ------------------------------------------------------------------------------
+
+# A request's credential is looked up by its SHA-256 hash.
+sa.Index("ix_terminals_credential_hash", terminals.c.credential_hash, unique=True)
+
+# One-time enrolment codes (sync/server/auth.py): only the SHA-256 of the code is kept; a code
+# names the terminal it enrols, is used at most once (`used_at`) and expires (`expires_at`).
+enrol_codes = sa.Table(
+    "enrol_codes", metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("terminal", sa.String(32), nullable=False, index=True),
+    sa.Column("branch", sa.String(64), nullable=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Column("used_at", Time, nullable=True),
+)

@@ -1,0 +1,223 @@
+"""The server's HTTP API (docs/server-api.md): FastAPI over a SQLAlchemy Core engine.
+
+Stateless: everything lives in the database, so several processes can serve one PostgreSQL.
+Every refused request gets a typed JSON error `{"error": code, "message": ...}`; bad input is
+never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException
+
+from sync import protocol
+from sync.server import auth, pull
+from sync.server.db import make_engine
+from sync.server.ledger import AFTER_REJECTED, PushResult, Rejection, apply_push
+from terminal.errors import BadInput, CardposError, NotFound, StateError, StoreError
+
+log = logging.getLogger(__name__)
+
+# Amounts beyond this (10^15 minor units) cannot be postable money; refusing them keeps sums
+# far inside the 64-bit columns.
+MAX_AMOUNT = 10**15
+MAX_CARD_LENGTH = 19  # cards.number
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": protocol.ErrorResponse} for code in (400, 401, 403, 409, 422)}
+
+
+_bearer = HTTPBearer(auto_error=False, description="The terminal's credential (POST /v1/enrol)")
+
+
+def _terminal(request: Request,
+              bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+              ) -> auth.Identity:
+    """The authenticated terminal of a request (401 / 403 otherwise)."""
+    header = f"Bearer {bearer.credentials}" if bearer is not None else None
+    return auth.authenticate(request.app.state.engine, header)
+
+
+Terminal = Annotated[auth.Identity, Depends(_terminal)]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(db_url: str, *, engine: Engine | None = None) -> FastAPI:
+    """The API over the database at `db_url` (already migrated: `cardpos server migrate`)."""
+    eng = engine or make_engine(db_url, pool_pre_ping=True)
+    app = FastAPI(title="cardpos server", version=protocol.API_VERSION,
+                  description="Enrolment, journal push and cache pull for cardpos terminals. "
+                              "See docs/server-api.md.")
+    app.state.engine = eng
+    _handlers(app)
+
+    @app.get("/v1/health", response_model=protocol.Health, tags=["service"])
+    def health() -> protocol.Health:
+        """Liveness and database reachability (no credential needed)."""
+        try:
+            with eng.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise ApiError(503, "database_unavailable", "The database is not reachable.") \
+                from exc
+        return protocol.Health(status="ok", database=eng.dialect.name)
+
+    @app.post("/v1/enrol", response_model=protocol.EnrolResponse, tags=["terminals"],
+              responses=_ERROR_RESPONSES)
+    def enrol(req: protocol.EnrolRequest) -> protocol.EnrolResponse:
+        """Exchange a one-time enrolment code for the terminal's credential."""
+        identity, credential = auth.enrol(eng, req.code, req.terminal_id)
+        return protocol.EnrolResponse(terminal_id=identity.terminal_id,
+                                      branch=identity.branch, credential=credential)
+
+    @app.post("/v1/push", response_model=protocol.PushResponse, tags=["sync"],
+              responses=_ERROR_RESPONSES)
+    def push(req: protocol.PushRequest, who: Terminal) -> dict[str, Any]:
+        """Apply a batch of the terminal's journal entries, in its order, exactly once."""
+        return _wire(_push(eng, who.terminal_id, req.entries))
+
+    @app.get("/v1/pull", response_model=protocol.PullResponse, tags=["sync"],
+             responses=_ERROR_RESPONSES)
+    def pull_changes(who: Terminal,
+                     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+                     limit: Annotated[int, Query(ge=1, le=protocol.MAX_PULL_LIMIT)]
+                     = protocol.DEFAULT_PULL_LIMIT) -> dict[str, Any]:
+        """Cards, denylist and keys changed after `cursor` (a full snapshot when `reset`)."""
+        return pull.pull(eng, cursor, limit, who.branch)
+
+    return app
+
+
+def _push(engine: Engine, terminal_id: str, batch: Sequence[dict[str, Any]]) -> PushResult:
+    """`apply_push`, except that an entry with an amount no money can have is rejected here,
+    with everything after it (as the ledger does with the first entry it rejects)."""
+    problems = [_unstorable(e) for e in batch]
+    cut = next((i for i, p in enumerate(problems) if p is not None), None)
+    if cut is None:
+        return _apply(engine, terminal_id, batch)
+    head = _apply(engine, terminal_id, batch[:cut])
+    first = head.rejected[0] if head.rejected else Rejection(
+        *_id_seq(batch[cut]), "malformed_entry", {"problem": problems[cut]})
+    tail = [_id_seq(e) for e in batch[cut + (0 if head.rejected else 1):]]
+    rejected = [*head.rejected, *([] if head.rejected else [first]),
+                *(Rejection(i, s, AFTER_REJECTED, {"first": first.id, "first_seq": first.seq})
+                  for i, s in tail)]
+    return PushResult(head.terminal, head.applied, head.duplicates, tuple(rejected),
+                      head.missing, head.last_seq, head.last_hash, head.overspends)
+
+
+def _apply(engine: Engine, terminal_id: str, batch: Sequence[dict[str, Any]]) -> PushResult:
+    try:
+        return apply_push(engine, terminal_id, batch)
+    except (sa.exc.DataError, sa.exc.StatementError, OverflowError) as exc:
+        # A value the columns cannot hold (DataError; or a bind the driver refuses, which
+        # SQLAlchemy wraps in a bare StatementError). Other database errors are the server's.
+        if isinstance(exc, sa.exc.DBAPIError) and not isinstance(exc, sa.exc.DataError):
+            raise
+        raise ApiError(422, "unstorable_batch",
+                       "The database cannot store this batch; nothing of it was applied.") \
+            from exc
+
+
+def _unstorable(entry: dict[str, Any]) -> str | None:
+    """Why the database could not store `entry` although its shape may pass, or None: an
+    amount no money can have, a card number longer than any card's, a NUL character."""
+    deltas = entry.get("deltas")
+    for d in deltas if isinstance(deltas, list) else []:
+        if isinstance(d, dict):
+            amount = d.get("amount")
+            if isinstance(amount, int) and abs(amount) > MAX_AMOUNT:
+                return "amount_out_of_range"
+            if any(isinstance(v, str) and "\x00" in v for v in d.values()):
+                return "nul_character"
+    if any(isinstance(v, str) and "\x00" in v for v in entry.values()):
+        return "nul_character"
+    card = entry.get("card")
+    if isinstance(card, str) and len(card) > MAX_CARD_LENGTH:
+        return "card_too_long"
+    return None
+
+
+def _id_seq(entry: dict[str, Any]) -> tuple[str | None, int | None]:
+    entry_id, seq = entry.get("id"), entry.get("seq")
+    return (entry_id if isinstance(entry_id, str) else None,
+            seq if isinstance(seq, int) and not isinstance(seq, bool) else None)
+
+
+def _wire(result: PushResult) -> dict[str, Any]:
+    return {"applied": list(result.applied), "duplicates": list(result.duplicates),
+            "rejected": [r.as_json() for r in result.rejected],
+            "gap": ({"from_seq": result.missing[0], "to_seq": result.missing[1]}
+                    if result.missing else None),
+            "last_seq": result.last_seq, "last_hash": result.last_hash,
+            "overspends": [o.as_json() for o in result.overspends]}
+
+
+def _handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(auth.AuthError)
+    def auth_error(_request: Request, exc: auth.AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, exc.code, exc.message, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"location": [str(p) for p in e.get("loc", ())], "type": str(e.get("type")),
+                    "message": str(e.get("msg"))} for e in exc.errors()]
+        if any(d["type"] == "json_invalid" for d in details):
+            return _error(400, "malformed_json", "The request body is not valid JSON.", details)
+        return _error(422, "invalid_request", "The request does not match the API.", details)
+
+    @app.exception_handler(HTTPException)
+    def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return _error(exc.status_code, code, str(exc.detail),
+                      headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(CardposError)
+    def core_error(_request: Request, exc: CardposError) -> JSONResponse:
+        if isinstance(exc, StateError) and exc.code == "terminal_revoked":
+            status = 403
+        elif isinstance(exc, NotFound):
+            status = 404
+        elif isinstance(exc, StateError):
+            status = 409
+        elif isinstance(exc, BadInput):
+            status = 400
+        elif isinstance(exc, StoreError):
+            status = 503
+        else:
+            status = 400
+        return _error(status, exc.code, exc.english())
+
+    @app.exception_handler(Exception)
+    def internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return _error(500, "internal_error", "The server failed; the request was not applied.")
