@@ -9,6 +9,7 @@ so it stays out of the shell history and the process list.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -82,10 +83,26 @@ def _credential_args(parser: argparse.ArgumentParser, prefix: str = "", required
     group.add_argument(f"--{prefix}uid", metavar="HEX", help="NFC UID")
 
 
+class _LazyHandlers:
+    """Command handlers named when the parser is built but imported when the command runs, so
+    `cardpos --version` or one command does not pay for every other command's libraries."""
+
+    def __init__(self, module: str) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Callable[[argparse.Namespace, Out], int]:
+        def handler(args: argparse.Namespace, out: Out) -> int:
+            function = getattr(importlib.import_module(self._module), name)
+            return int(function(args, out))
+
+        handler.target = (self._module, name)  # type: ignore[attr-defined]  # for a test
+        return handler
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from cardpos import commands as c
-    from cardpos import device_commands as d
-    from cardpos import sync_commands as y
+    c = _LazyHandlers("cardpos.commands")
+    d = _LazyHandlers("cardpos.device_commands")
+    y = _LazyHandlers("cardpos.sync_commands")
 
     parser = argparse.ArgumentParser(prog="cardpos", description="Stored-value card terminal.")
     parser.add_argument("--version", action="version", version=f"cardpos {__version__}")
