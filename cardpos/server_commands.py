@@ -1,5 +1,6 @@
 """Handlers of `cardpos server ...`: run the central server, migrate its database, make
-enrolment codes, import cards, show / freeze / report lost / unfreeze a card.
+enrolment codes, import cards, show / freeze / report lost / unfreeze a card, and the reports
+(`cardpos server report liability|exceptions|activity`, sync/server/reports.py).
 
 The server's libraries (SQLAlchemy, Alembic, FastAPI, uvicorn) are imported inside the handlers,
 so the terminal's commands work without them installed. `add_server_commands` registers the
@@ -9,8 +10,9 @@ parsers; `cardpos.cli.build_parser` calls it with its `command` and `group` help
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +149,117 @@ def server_unfreeze(args: argparse.Namespace, out: Out) -> int:
     return _status_change(unfreeze)(args, out)
 
 
+# -- reports (sync/server/reports.py) -------------------------------------------------------
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int]
+           ) -> list[str]:
+    """Rows as aligned text columns; the columns in `right` are right-aligned (amounts)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _money(amount: int, currency: str) -> str:
+    from terminal.money import format_minor
+
+    return f"{format_minor(amount, currency)} {currency}"
+
+
+def _when(value: str | None) -> datetime | None:
+    """A --since/--until/--as-of value: an ISO date (midnight UTC) or date-time (UTC if naive)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def server_report_liability(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.reports import liability
+    from terminal.luhn import mask
+
+    with _engine(args) as engine:
+        report = liability(engine, args.as_of)
+    title = "Liability" + (f" as of {report.as_of.isoformat()}" if report.as_of else "")
+    lines = [title, ""]
+    lines += _table(
+        ("program", "purse", "cards", "outstanding", "overspent cards", "overspent", "net"),
+        [(x.program, x.purse, str(x.cards), _money(x.outstanding, x.currency),
+          str(x.overspent_cards), _money(x.overspent, x.currency), _money(x.net, x.currency))
+         for x in report.lines], frozenset({2, 3, 4, 5, 6}))
+    for currency, t in report.totals().items():
+        lines.append(f"Total {currency}: outstanding {_money(t['outstanding'], currency)},"
+                     f" overspent {_money(t['overspent'], currency)},"
+                     f" net {_money(t['net'], currency)}")
+    if not report.lines:
+        lines.append("No balances.")
+    if report.negative:
+        lines += ["", "Overspent cards (negative balances)"]
+        lines += _table(("card", "program", "purse", "balance", "denylisted"),
+                        [(mask(n.card), n.program, n.purse, _money(n.balance, n.currency),
+                          "yes" if n.denylisted else "no") for n in report.negative],
+                        frozenset({3}))
+    out.emit(report.as_json(), lines)
+    return EXIT_OK
+
+
+def server_report_exceptions(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.reports import exceptions
+    from terminal.luhn import mask
+
+    with _engine(args) as engine:
+        report = exceptions(engine)
+    lines = ["Exceptions (overspends of offline entries)", ""]
+    if report.cases:
+        lines += _table(
+            ("#", "card", "purse", "amount", "at (UTC)", "terminal", "involved", "denylisted",
+             "status"),
+            [(str(c.id), mask(c.card), c.purse, _money(c.amount, c.currency),
+              c.at.strftime("%Y-%m-%d %H:%M"), c.terminal, ", ".join(c.terminals),
+              c.denylist_reason or "no", "resolved" if c.resolved_at else "open")
+             for c in report.cases], frozenset({0, 3}))
+        for currency, t in report.totals().items():
+            lines.append(f"Total {currency}: {t['cases']} cases,"
+                         f" {_money(t['amount'], currency)};"
+                         f" open {t['open']}, {_money(t['open_amount'], currency)}")
+    else:
+        lines.append("No exceptions.")
+    out.emit(report.as_json(), lines)
+    return EXIT_OK
+
+
+def server_report_activity(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.reports import activity
+
+    with _engine(args) as engine:
+        report = activity(engine, args.by, args.since, args.until)
+
+    def amounts(values: dict[str, int]) -> str:
+        return ", ".join(_money(a, c) for c, a in sorted(values.items())) or "-"
+
+    window = "".join([f" from {report.since.isoformat()}" if report.since else "",
+                      f" until {report.until.isoformat()}" if report.until else ""])
+    lines = [f"Activity by {report.by}{window}", ""]
+    rows = []
+    for total in report.groups():  # each group's kinds, then the group's total ("all")
+        rows += [(x.group, x.kind, str(x.count), amounts(x.amounts), str(x.offline),
+                  f"{x.offline_share:.0%}")
+                 for x in [*(y for y in report.lines if y.group == total.group), total]]
+    if rows:
+        lines += _table((report.by, "kind", "count", "amount", "offline", "offline share"),
+                        rows, frozenset({2, 3, 4, 5}))
+    else:
+        lines.append("No activity.")
+    out.emit(report.as_json(), lines)
+    return EXIT_OK
+
+
 def add_server_commands(sub: Any, command: Callable[..., argparse.ArgumentParser],
                         group: Callable[[str, str], Any]) -> None:
     """Register `cardpos server ...` (called by `cardpos.cli.build_parser`; `sub` is its
@@ -190,3 +303,18 @@ def add_server_commands(sub: Any, command: Callable[..., argparse.ArgumentParser
         p = db_command(name, handler, help_text, server)
         p.add_argument("number", metavar="NUMBER")
 
+    report_help = "reports from the ledger (docs/server-reports.md)"
+    report_parser = server.add_parser("report", help=report_help, description=report_help)
+    report = report_parser.add_subparsers(dest="server_report", required=True,
+                                          metavar="SUBCOMMAND")
+    p = db_command("liability", server_report_liability,
+                   "outstanding balances per program, purse and currency", report)
+    p.add_argument("--as-of", type=_when, metavar="WHEN",
+                   help="count postings made up to this ISO date-time (UTC if naive)")
+    db_command("exceptions", server_report_exceptions,
+               "overspends posted to the exceptions account, with the terminals involved", report)
+    p = db_command("activity", server_report_activity,
+                   "counts and sums of applied entries per group and kind", report)
+    p.add_argument("--by", choices=("branch", "terminal", "program", "day"), default="branch")
+    p.add_argument("--since", type=_when, metavar="WHEN", help="entries at or after (UTC)")
+    p.add_argument("--until", type=_when, metavar="WHEN", help="entries before (UTC)")
