@@ -41,6 +41,7 @@ ROWS = (
     f"{SLEEPER},04A1B2C6,shopping,general,0.00,EUR,2027-12-31,not_activated,",
 )
 FUEL_UID = NfcUid("04A1B2C3")
+PLAIN_UID = NfcUid("04A1B2C7")
 DATABASES = ("sqlite", "postgresql")
 
 
@@ -308,6 +309,41 @@ def test_concurrent_pushes_of_two_terminals_on_one_purse_lose_nothing(
         t.join()
     assert failures == []
     assert balances(server, FUEL) == {"fuel": 38_00, "general": 20_00}
+    with server.connect() as conn:
+        assert ledger.check_balances(conn) == []
+
+
+def test_crossing_batches_of_two_terminals_do_not_deadlock(
+        server: Engine, t1: Till, t2: Till, caplog: pytest.LogCaptureFixture) -> None:
+    """T1 posts to FUEL then PLAIN, T2 to PLAIN then FUEL, in big batches at the same moment:
+    purses are locked in one order, so neither waits for the other in a cycle (on PostgreSQL
+    a deadlock used to cost a second each and, after retries, a failed push)."""
+    for _ in range(15):
+        assert t1.terminal.redeem(FUEL_UID, 1_00, purse="fuel").approved
+        assert t1.terminal.redeem(PLAIN_UID, 1_00).approved
+        assert t2.terminal.redeem(PLAIN_UID, 1_00).approved
+        assert t2.terminal.redeem(FUEL_UID, 1_00, purse="fuel").approved
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def push(terminal_id: str, batch: list[dict[str, Any]]) -> None:
+        try:
+            barrier.wait()
+            for i in range(0, len(batch), 10):
+                assert ledger.apply_push(server, terminal_id, batch[i:i + 10]).ok
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=push, args=("T1", pending(t1))),
+               threading.Thread(target=push, args=("T2", pending(t2)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    assert [r.message for r in caplog.records if "retried" in r.message] == []
+    assert balances(server, FUEL)["fuel"] == 50_00 - 30_00
+    assert balances(server, PLAIN) == {"general": 30_00 - 30_00}
     with server.connect() as conn:
         assert ledger.check_balances(conn) == []
 

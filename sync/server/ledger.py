@@ -15,6 +15,7 @@ denylisted. See docs/server.md.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ _RETRY_SQLSTATES = frozenset(("40001", "40P01"))  # serialization failure, deadl
 # Entry kinds that change a card's status on the server too (the terminal did it locally).
 _CLOSES_SOURCE = frozenset(("buyback", "transfer"))
 AFTER_REJECTED = "after_rejected"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,8 @@ def apply_push(engine: Engine, terminal_id: str, batch: Sequence[Any], *,
         except sa.exc.DBAPIError as exc:
             if attempt == RETRIES - 1 or not _retryable(exc):
                 raise
+            log.warning("push of %s retried (attempt %d): %s", terminal_id, attempt + 1,
+                        type(exc.orig).__name__)
             time.sleep(0.01 * 2 ** attempt)
     raise AssertionError("unreachable")
 
@@ -223,6 +228,7 @@ def _apply(conn: Connection, terminal_id: str, batch: Sequence[Any], now: dateti
     if term.revoked:
         raise StateError("terminal_revoked", terminal=terminal_id)
     b = _Batch(terminal_id, now, lookback, int(term.last_seq), str(term.last_hash))
+    _lock_purses(conn, batch)
     ids = [e["id"] for e in batch if isinstance(e, dict) and isinstance(e.get("id"), str)]
     known: dict[str, tuple[str, int, str]] = {}
     for i in range(0, len(ids), 500):
@@ -243,6 +249,23 @@ def _apply(conn: Connection, terminal_id: str, batch: Sequence[Any], now: dateti
     b.log.flush(conn)
     return PushResult(terminal_id, tuple(b.applied), tuple(b.duplicates), tuple(b.rejected),
                       b.missing, b.last_seq, b.last_hash, tuple(b.overspends))
+
+
+def _lock_purses(conn: Connection, batch: Sequence[Any]) -> None:
+    """Lock every purse the batch will post to, in one fixed order (card, purse), before any
+    posting. Two terminals' batches that touch the same purses in different orders would
+    otherwise deadlock on PostgreSQL (each holding a row the other needs). SQLite needs no
+    row locks: its writers are serialized by BEGIN IMMEDIATE."""
+    if conn.dialect.name != "postgresql":
+        return
+    deltas = [d for e in batch if isinstance(e, dict) and isinstance(e.get("deltas"), list)
+              for d in e["deltas"]]
+    keys = sorted({(d["card"], d["purse"]) for d in deltas if isinstance(d, dict)
+                   and isinstance(d.get("card"), str) and isinstance(d.get("purse"), str)})
+    for i in range(0, len(keys), 500):
+        conn.execute(sa.select(purses.c.id)
+                     .where(sa.tuple_(purses.c.card, purses.c.name).in_(keys[i:i + 500]))
+                     .order_by(purses.c.card, purses.c.name).with_for_update()).all()
 
 
 def _after(raw: Any, first: Rejection) -> Rejection:
