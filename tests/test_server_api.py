@@ -4,12 +4,11 @@ a real PostgreSQL (every API test on both), with entries made by the terminal co
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from cardpos import cli, server_commands
+from cardpos import cli
 from sync import protocol
 from sync.server import auth, issuer, schema
 from sync.server.app import create_app
@@ -31,20 +30,21 @@ from terminal.errors import StateError
 from tests import postgres
 from tests.conftest import Clock, Till
 from tests.needs import require
-from tests.test_server_ledger import (
+from tests.server_support import (
+    DATABASES,
     FUEL,
     FUEL_UID,
     PLAIN,
     ROWS,
     SLEEPER,
-    _csv,
-    _till,
+    empty,
+    make_till,
     pending,
-    resign,
-    some_work,
+    run_cli,
+    write_csv,
 )
+from tests.test_server_ledger import resign, some_work
 
-DATABASES = ("sqlite", "postgresql")
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_S = 10.0
 
@@ -60,22 +60,13 @@ def pg_api_url() -> Iterator[str]:
         yield url
 
 
-def _empty(engine: Engine) -> None:
-    with engine.begin() as conn:
-        for table in reversed(schema.metadata.sorted_tables):
-            if table is schema.counters:
-                conn.execute(sa.update(table).values(value=0))
-            else:
-                conn.execute(sa.delete(table))
-
-
 @pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         url: str = request.getfixturevalue("pg_api_url")
         engine = make_engine(url)
         try:
-            _empty(engine)
+            empty(engine)
         finally:
             engine.dispose()
         return url
@@ -94,8 +85,7 @@ def t1(till: Till) -> Till:
 @pytest.fixture
 def t2(tmp_path: Path, clock: Clock) -> Iterator[Till]:
     """Terminal T2 with the cards of ROWS, on the same clock."""
-    (tmp_path / "t2").mkdir()
-    till = _till(tmp_path / "t2", "T2", clock)
+    till = make_till(tmp_path / "t2", "T2", clock)
     try:
         yield till
     finally:
@@ -137,7 +127,7 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
     """uvicorn serving `create_app(db_url)` on a free loopback port, in a thread; the server
     holds the cards of ROWS."""
     engine = make_engine(db_url)
-    issuer.import_cards(engine, _csv(tmp_path / "server-cards.csv", *ROWS))
+    issuer.import_cards(engine, write_csv(tmp_path / "server-cards.csv", *ROWS))
     app = create_app(db_url)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
@@ -324,7 +314,7 @@ def test_pull_snapshot_then_deltas(api: Api, t1: Till) -> None:
 
 def test_pull_pages(api: Api, tmp_path: Path) -> None:
     headers = api.enrol("T1")
-    issuer.import_cards(api.engine, _csv(
+    issuer.import_cards(api.engine, write_csv(
         tmp_path / "more.csv", "4539578763621486,,shopping,general,150.00,EUR,,active,2468"))
     pages, cursor = [], 0
     while True:
@@ -388,49 +378,20 @@ def test_openapi_is_served(api: Api) -> None:
 
 # -- cardpos server ... ----------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
-    """The relevant part of `cardpos.cli.build_parser`: its `command` and `group` helpers."""
-    parser = argparse.ArgumentParser(prog="cardpos")
-    cli._common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, handler: Callable[..., int], help_text: str, parent: Any = sub
-                ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
-        cli._common(p, top=False)
-        p.set_defaults(handler=handler)
-        return p
-
-    def group(name: str, help_text: str) -> Any:
-        p = sub.add_parser(name, help=help_text)
-        return p.add_subparsers(dest="subcommand", required=True)
-
-    server_commands.add_server_commands(sub, command, group)
-    return parser
-
-
-def run_cli(*argv: str) -> int:
-    args = _parser().parse_args(argv)
-    out = cli.Out(args.json, "en")
-    with cli._errors(out) as code:
-        code[0] = args.handler(args, out)
-    return code[0]
-
-
 @pytest.mark.parametrize("kind", DATABASES)
 def test_server_commands(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                          request: pytest.FixtureRequest) -> None:
     if kind == "postgresql":
         url = request.getfixturevalue("pg_api_url")
         engine = make_engine(url)
-        _empty(engine)
+        empty(engine)
         engine.dispose()
     else:
         url = f"sqlite:///{tmp_path / 'deep' / 'server.sqlite3'}"  # the directory is made
     db = ("--db", url)
     assert run_cli("server", "migrate", *db, "--json") == 0
     assert json.loads(capsys.readouterr().out)["revision"] == "0002"
-    assert run_cli("server", "cards", "import", *db, str(_csv(tmp_path / "c.csv", *ROWS))) == 0
+    assert run_cli("server", "cards", "import", *db, str(write_csv(tmp_path / "c.csv", *ROWS))) == 0
     assert "Imported 3 cards with 4 purses" in capsys.readouterr().out
     assert run_cli("server", "card", "show", *db, FUEL, "--json") == 0
     shown = json.loads(capsys.readouterr().out)
@@ -480,5 +441,5 @@ def test_server_run_migrates_and_serves(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_default_db_is_a_sqlite_file_in_the_data_dir() -> None:
-    args = _parser().parse_args(["server", "migrate"])
+    args = cli.build_parser().parse_args(["server", "migrate"])
     assert args.db == f"sqlite:///{cli.default_data_dir() / 'server.sqlite3'}"

@@ -19,30 +19,28 @@ from sqlalchemy.engine import Engine
 from sync.server import issuer, ledger, schema
 from sync.server.db import current_revision, make_engine, migrate
 from sync.server.terminals import add_terminal, revoke_terminal
-from terminal import admin, journal
+from terminal import journal
 from terminal.credentials import NfcUid
 from terminal.errors import ImportRejected, NotFound, StateError
 from terminal.journal import entry_hash
-from terminal.limits import Limits
-from terminal.model import Role
-from terminal.services import Shifts, Terminal
 from tests import postgres
-from tests.conftest import CASHIER_PIN, HEADER, SUPERVISOR_PIN, Clock, Till
+from tests.conftest import Clock, Till
 from tests.needs import require
-
-FUEL = "79927398713"         # fuel 50.00 + general 20.00, UID 04A1B2C3
-PLAIN = "6011000990139424"   # general 30.00, UID 04A1B2C7
-SLEEPER = "5555555555554444"  # not activated, general 0.00, UID 04A1B2C6
-PINNED = "4539578763621486"  # general 150.00, PIN 2468
-ROWS = (
-    f"{FUEL},04A1B2C3,fuel,fuel,50.00,EUR,2027-12-31,active,",
-    f"{FUEL},04A1B2C3,fuel,general,20.00,EUR,2027-12-31,active,",
-    f"{PLAIN},04A1B2C7,shopping,general,30.00,EUR,2027-12-31,active,",
-    f"{SLEEPER},04A1B2C6,shopping,general,0.00,EUR,2027-12-31,not_activated,",
+from tests.server_support import (
+    DATABASES,
+    FUEL,
+    FUEL_UID,
+    PLAIN,
+    PLAIN_UID,
+    ROWS,
+    SLEEPER,
+    empty,
+    make_till,
+    pending,
+    write_csv,
 )
-FUEL_UID = NfcUid("04A1B2C3")
-PLAIN_UID = NfcUid("04A1B2C7")
-DATABASES = ("sqlite", "postgresql")
+
+PINNED = "4539578763621486"  # general 150.00, PIN 2468 (not among ROWS)
 
 
 # -- fixtures -----------------------------------------------------------------------------------
@@ -56,20 +54,11 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _empty(engine: Engine) -> None:
-    with engine.begin() as conn:
-        for table in reversed(schema.metadata.sorted_tables):
-            if table is schema.counters:
-                conn.execute(sa.update(table).values(value=0))
-            else:
-                conn.execute(sa.delete(table))
-
-
 @pytest.fixture(params=DATABASES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "postgresql":
         eng = make_engine(request.getfixturevalue("pg_url"))
-        _empty(eng)
+        empty(eng)
     else:
         eng = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
         migrate(eng)
@@ -79,29 +68,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         eng.dispose()
 
 
-def _csv(path: Path, *rows: str) -> Path:
-    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def server(engine: Engine, tmp_path: Path) -> Engine:
     """The server with the cards of ROWS and terminals T1 and T2."""
-    issuer.import_cards(engine, _csv(tmp_path / "server-cards.csv", *ROWS))
+    issuer.import_cards(engine, write_csv(tmp_path / "server-cards.csv", *ROWS))
     add_terminal(engine, "T1", branch="north")
     add_terminal(engine, "T2", branch="north")
     return engine
-
-
-def _till(path: Path, terminal_id: str, clock: Clock) -> Till:
-    store = admin.init_store(path / "data", terminal_id, Limits(), clock())
-    admin.new_cashier(store, "alice", "Alice", Role.CASHIER, CASHIER_PIN)
-    admin.new_cashier(store, "sam", "Sam", Role.SUPERVISOR, SUPERVISOR_PIN)
-    shifts = Shifts(store, clock)
-    assert shifts.open("alice", CASHIER_PIN)[0].approved
-    till = Till(store, clock, Terminal(store, clock), shifts, path)
-    till.import_rows(*ROWS)
-    return till
 
 
 @pytest.fixture
@@ -113,17 +86,11 @@ def t1(till: Till) -> Till:
 
 @pytest.fixture
 def t2(tmp_path: Path, clock: Clock) -> Iterator[Till]:
-    (tmp_path / "t2").mkdir()
-    till = _till(tmp_path / "t2", "T2", clock)
+    till = make_till(tmp_path / "t2", "T2", clock)
     try:
         yield till
     finally:
         till.store.close()
-
-
-def pending(till: Till) -> list[dict[str, Any]]:
-    """The terminal's journal in the export form a push sends (members plus hash)."""
-    return till.store.read(lambda c: [e.as_json() for e in journal.entries(c)])
 
 
 def some_work(till: Till) -> list[dict[str, Any]]:
@@ -188,7 +155,7 @@ def test_import_posts_opening_balances_and_show_sums_the_ledger(server: Engine,
         assert kinds == ["issue"]
         assert ledger.balance(conn, FUEL, "general") == 20_00
         assert ledger.check_balances(conn) == []
-    summary = issuer.import_cards(server, _csv(
+    summary = issuer.import_cards(server, write_csv(
         tmp_path / "pinned.csv", f"{PINNED},,shopping,general,150.00,EUR,,active,2468"))
     assert summary.as_json() == {"cards": 1, "purses": 1, "pins_hashed": 1}
     assert issuer.card_show(server, PINNED).has_pin
@@ -197,7 +164,7 @@ def test_import_posts_opening_balances_and_show_sums_the_ledger(server: Engine,
 def test_import_is_all_or_nothing(server: Engine, tmp_path: Path) -> None:
     before = count(server, schema.ledger)
     with pytest.raises(ImportRejected) as err:
-        issuer.import_cards(server, _csv(
+        issuer.import_cards(server, write_csv(
             tmp_path / "bad.csv",
             f"{PINNED},,shopping,general,150.00,EUR,,active,",
             f"{FUEL},04A1B2C9,fuel,fuel,1.00,EUR,,active,",        # already on the server
@@ -402,7 +369,7 @@ def test_a_forked_journal_is_refused(server: Engine, t1: Till, tmp_path: Path,
                                      clock: Clock) -> None:
     assert ledger.apply_push(server, "T1", some_work(t1)).ok
     (tmp_path / "restored").mkdir()
-    restored = _till(tmp_path / "restored", "T1", clock)  # e.g. a terminal rebuilt from scratch
+    restored = make_till(tmp_path / "restored", "T1", clock)  # e.g. a terminal rebuilt from scratch
     try:
         result = ledger.apply_push(server, "T1", pending(restored))
     finally:

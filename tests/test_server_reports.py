@@ -4,41 +4,34 @@ them a double spend of the same purse — and every report gives the exact expec
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from cardpos import cli, server_commands
 from sync.server import issuer, ledger, reports, schema
 from sync.server.db import make_engine, migrate
 from sync.server.terminals import add_terminal
-from terminal import admin, journal
-from terminal.credentials import NfcUid
-from terminal.limits import Limits
-from terminal.model import Role
-from terminal.services import Shifts, Terminal
 from tests import postgres
-from tests.conftest import CASHIER_PIN, HEADER, START, SUPERVISOR_PIN, Clock, Till
+from tests.conftest import HEADER, START, SUPERVISOR_PIN, Clock
 from tests.needs import require
-
-FUEL = "79927398713"         # fuel 50.00 + general 20.00, UID 04A1B2C3
-PLAIN = "6011000990139424"   # general 30.00, UID 04A1B2C7
-SLEEPER = "5555555555554444"  # not activated, general 0.00, UID 04A1B2C6
-ROWS = (
-    f"{FUEL},04A1B2C3,fuel,fuel,50.00,EUR,2027-12-31,active,",
-    f"{FUEL},04A1B2C3,fuel,general,20.00,EUR,2027-12-31,active,",
-    f"{PLAIN},04A1B2C7,shopping,general,30.00,EUR,2027-12-31,active,",
-    f"{SLEEPER},04A1B2C6,shopping,general,0.00,EUR,2027-12-31,not_activated,",
+from tests.server_support import (
+    DATABASES,
+    FUEL,
+    FUEL_UID,
+    PLAIN_UID,
+    ROWS,
+    SLEEPER_UID,
+    empty,
+    make_till,
+    pending,
+    run_cli,
 )
-FUEL_UID, PLAIN_UID, SLEEPER_UID = NfcUid("04A1B2C3"), NfcUid("04A1B2C7"), NfcUid("04A1B2C6")
-DATABASES = ("sqlite", "postgresql")
+
 IMPORTED = START - timedelta(days=1)
 DAY2 = START + timedelta(days=1)
 
@@ -51,42 +44,17 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _empty(engine: Engine) -> None:
-    with engine.begin() as conn:
-        for table in reversed(schema.metadata.sorted_tables):
-            if table is schema.counters:
-                conn.execute(sa.update(table).values(value=0))
-            else:
-                conn.execute(sa.delete(table))
-
-
 @pytest.fixture(params=DATABASES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         url: str = request.getfixturevalue("pg_url")
         eng = make_engine(url)
-        _empty(eng)
+        empty(eng)
         eng.dispose()
         return url
     url = f"sqlite:///{tmp_path / 'server.db'}"
     migrate(url)
     return url
-
-
-def _till(path: Path, terminal_id: str, clock: Clock) -> Till:
-    path.mkdir()
-    store = admin.init_store(path / "data", terminal_id, Limits(), clock())
-    admin.new_cashier(store, "alice", "Alice", Role.CASHIER, CASHIER_PIN)
-    admin.new_cashier(store, "sam", "Sam", Role.SUPERVISOR, SUPERVISOR_PIN)
-    shifts = Shifts(store, clock)
-    assert shifts.open("alice", CASHIER_PIN)[0].approved
-    till = Till(store, clock, Terminal(store, clock), shifts, path)
-    till.import_rows(*ROWS)
-    return till
-
-
-def pending(till: Till) -> list[dict[str, Any]]:
-    return till.store.read(lambda c: [e.as_json() for e in journal.entries(c)])
 
 
 @pytest.fixture
@@ -101,7 +69,7 @@ def scenario(db_url: str, tmp_path: Path, clock: Clock) -> Iterator[tuple[Engine
     issuer.import_cards(engine, csv, now=IMPORTED)
     add_terminal(engine, "T1", branch="north")
     add_terminal(engine, "T2", branch="south")
-    t1, t2 = _till(tmp_path / "t1", "T1", clock), _till(tmp_path / "t2", "T2", clock)
+    t1, t2 = make_till(tmp_path / "t1", "T1", clock), make_till(tmp_path / "t2", "T2", clock)
     try:
         assert t1.terminal.redeem(FUEL_UID, 40_00, purse="fuel").approved
         topup = t1.terminal.topup(PLAIN_UID, 5_00)
@@ -213,34 +181,6 @@ def test_activity_by_branch_terminal_program_day(scenario: tuple[Engine, dict[st
 
 
 # -- CLI ------------------------------------------------------------------------------------
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardpos")
-    cli._common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, handler: Callable[..., int], help_text: str, parent: Any = sub
-                ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
-        cli._common(p, top=False)
-        p.set_defaults(handler=handler)
-        return p
-
-    def group(name: str, help_text: str) -> Any:
-        p = sub.add_parser(name, help=help_text)
-        return p.add_subparsers(dest="subcommand", required=True)
-
-    server_commands.add_server_commands(sub, command, group)
-    return parser
-
-
-def run_cli(*argv: str) -> int:
-    args = _parser().parse_args(argv)
-    out = cli.Out(args.json, "en")
-    with cli._errors(out) as code:
-        code[0] = args.handler(args, out)
-    return code[0]
-
 
 def test_report_commands_text_and_json(scenario: tuple[Engine, dict[str, str]], db_url: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
