@@ -181,3 +181,29 @@ enrol_codes = sa.Table(
     sa.Column("expires_at", Time, nullable=False),
     sa.Column("used_at", Time, nullable=True),
 )
+
+# -- 0003: online authorization holds -------------------------------------------------------------
+
+# An amount held on a purse by an online authorization (sync/server/holds.py). The terminal makes
+# the hold's id (a UUID) and puts it in the journal entry's data as `hold`; when that entry is
+# pushed the hold is settled. An unsettled hold stops counting at `expires_at`.
+holds = sa.Table(
+    "holds", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("terminal", sa.String(32), sa.ForeignKey("terminals.id"), nullable=False),
+    sa.Column("card", sa.String(19), nullable=False),
+    sa.Column("purse_id", sa.BigInteger, sa.ForeignKey("purses.id"), primary_key=True),
+    # Positive: how much of the purse the authorization holds (minor units).
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    # Set when the entry that used the hold is applied (its id in `entry_id`).
+    sa.Column("settled_at", Time, nullable=True),
+    sa.Column("entry_id", sa.String(36), nullable=True),
+    # The open holds of a purse are summed on every authorization.
+    sa.Index("ix_holds_open", "purse_id", "expires_at",
+             sqlite_where=sa.text("settled_at IS NULL"),
+             postgresql_where=sa.text("settled_at IS NULL")),
+)
