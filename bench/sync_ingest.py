@@ -1,8 +1,9 @@
 """Benchmark of journal ingest into PostgreSQL through the real HTTP API: batched vs one
 per request.
 
-Run:  .venv/bin/python bench/sync_ingest.py [--terminals 4] [--entries 5000] [--naive-entries 500]
-                                            [--batch 500] [--cards 2000] [--seed 1] [--profile]
+Run:  .venv/bin/python bench/sync_ingest.py [--terminals 4] [--entries 10000] [--naive-entries 200]
+          [--sync-entries N] [--batch 500] [--cards 2000] [--cards-per-terminal shared|disjoint]
+          [--seed 1] [--profile]
 
 Prints figures; asserts nothing about speed (it exits non-zero only if the product misbehaves:
 an entry rejected, not applied, or applied twice). See docs/benchmarks-sync.md and issue 4
@@ -12,14 +13,20 @@ Steps:
 1. A throwaway PostgreSQL database (tests/postgres.py), migrated; C cards imported on the server
    (`issuer.import_cards`); uvicorn serving `create_app(url)` in a subprocess on a free
    127.0.0.1 port (one worker process, FastAPI's thread pool for the sync endpoints).
-2. 2*T terminals (T for each path): a fresh store each with generous offline limits, the same C
+2. 3*T terminals (T for each path): a fresh store each with generous offline limits, the same C
    PIN-less cards, one cashier, one open shift, then N redemptions of 0.01 on random cards made
    by the terminal core (`Terminal.redeem`) — real chained journal entries. Enrolled through
    `POST /v1/enrol`. None of this is timed.
-3. Naive path: T threads, each pushes its terminal's journal one entry per `POST /v1/push`.
-   Batched path: T threads, each pushes `--batch` entries per request. Both run the push half of
-   `sync.client.sync_once` as the terminal does it: `sync_state.outbox` from the store,
-   `SyncClient.push`, `sync_state.record_push` — so the terminal side is in the figure too.
+3. Before timing, every journal of the naive and batched paths is read and JSON-encoded into
+   its `POST /v1/push` bodies (1 or `--batch` entries each), so the load generator only sends
+   bytes and reads answers: on this machine it shares the CPUs with the server, and a real
+   terminal builds its requests on its own hardware.
+   Naive path: T threads, each sends its terminal's bodies of one entry, in order. Batched path:
+   the same with `--batch` entries per body. Terminal sync code path: T threads each run the
+   push half of `sync.client.sync_once` as the terminal does it (`sync_state.outbox` from the
+   store, `SyncClient.push`, `sync_state.record_push`), so the terminal's own costs are in that
+   figure. For each path: wall time, and the CPU time of the load generator, the server process
+   and PostgreSQL, and of the whole machine (other processes included).
 4. Exactly once: the server's `entries` rows per terminal equal the terminal's journal (same
    ids), ledger postings equal the journals' deltas, every terminal's `last_seq` is its
    journal head, cached purse balances equal their ledger sums; then every batch is pushed a
@@ -33,6 +40,7 @@ import contextlib
 import cProfile
 import functools
 import io
+import json
 import os
 import pstats
 import random
@@ -43,7 +51,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,13 +149,17 @@ uvicorn.run(create_app(sys.argv[1]), host="127.0.0.1", port=int(sys.argv[2]),
 
 
 @contextlib.contextmanager
-def api_server(db_url: str, log_path: Path | None = None) -> Iterator[str]:
+def api_server(db_url: str, log_path: Path | None = None, pids: list[int] | None = None
+               ) -> Iterator[str]:
     """uvicorn serving `create_app(db_url)` in a subprocess on a free loopback port; its base
-    URL. Its stderr goes to `log_path` if given. Stopped (terminate, then kill) on exit."""
+    URL. Its stderr goes to `log_path` if given; its process id is appended to `pids` if
+    given. Stopped (terminate, then kill) on exit."""
     port = free_port()
     err = log_path.open("wb") if log_path else None
     proc = subprocess.Popen([sys.executable, "-c", SERVER_CODE, db_url, str(port)], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=err)
+    if pids is not None:
+        pids.append(proc.pid)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_S
@@ -262,6 +274,94 @@ def push_all(till: Till, client: sync_client.SyncClient, batch: int
     return applied, duplicates, requests, failed
 
 
+def request_bodies(till: Till, batch: int) -> list[bytes]:
+    """The terminal's whole journal as `POST /v1/push` bodies of `batch` entries, JSON-encoded
+    before timing: the pre-built load (the terminal's own costs are measured by `push_all`)."""
+    made = till.store.read(lambda c: [e.as_json() for e in journal.entries(c)])
+    return [json.dumps({"entries": made[i:i + batch]}, separators=(",", ":")).encode()
+            for i in range(0, len(made), batch)]
+
+
+def post_all(bodies: list[bytes], base: str, credential: str) -> tuple[int, int, int, int]:
+    """Send pre-built push bodies in order on one keep-alive connection: (applied, duplicates,
+    requests, failed requests). A push the server fails (HTTP 5xx) is resent at once, at most
+    FAILED_PUSH_RETRIES times in all. RuntimeError on a rejection (the product misbehaved)."""
+    applied = duplicates = requests = failed = 0
+    headers = {"Authorization": f"Bearer {credential}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+        for body in bodies:
+            while True:
+                requests += 1
+                r = http.post("/v1/push", content=body)
+                if r.status_code >= 500 and failed < FAILED_PUSH_RETRIES:
+                    failed += 1
+                    continue
+                r.raise_for_status()
+                break
+            answer = r.json()
+            if answer["rejected"]:
+                raise RuntimeError(f"rejected {answer['rejected'][0]}")
+            applied += len(answer["applied"])
+            duplicates += len(answer["duplicates"])
+    return applied, duplicates, requests, failed
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds used so far by the load generator (this process, all threads), the API
+    server process, and PostgreSQL (the benchmark database's backends and the background
+    processes: WAL writer, checkpointer, ...); and the whole machine's busy and idle CPU
+    seconds (/proc/stat), so what other processes took in the same time shows."""
+
+    loadgen: float
+    server: float
+    postgres: float
+    busy: float
+    idle: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.loadgen - other.loadgen, self.server - other.server,
+                   self.postgres - other.postgres, self.busy - other.busy,
+                   self.idle - other.idle)
+
+    @property
+    def others(self) -> float:
+        """Busy CPU seconds of every other process on the machine."""
+        return max(0.0, self.busy - self.loadgen - self.server - self.postgres)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of a process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def cpu_now(engine: sa.Engine, server_pid: int, seen: dict[int, float]) -> Cpu:
+    """CPU used so far. `seen` keeps the last reading of every PostgreSQL process met, so a
+    backend that ends between two readings still counts up to its last one."""
+    with engine.connect() as conn:
+        pids = conn.execute(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "OR backend_type <> 'client backend'")).scalars().all()
+    for pid in pids:
+        seen[int(pid)] = max(seen.get(int(pid), 0.0), _proc_cpu(int(pid)))
+    busy, idle = _machine_cpu()
+    return Cpu(time.process_time(), _proc_cpu(server_pid), sum(seen.values()), busy, idle)
+
+
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine since boot; idle includes iowait."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / _TICK, idle / _TICK
+
+
 @dataclass(frozen=True)
 class PathResult:
     name: str
@@ -271,39 +371,46 @@ class PathResult:
     requests: int
     failed: int
     seconds: float
+    cpu: Cpu
 
     @property
     def rate(self) -> float:
         return self.entries / self.seconds if self.seconds else 0.0
 
+    def cpu_us(self, seconds: float) -> float:
+        """CPU microseconds per entry."""
+        return 1e6 * seconds / self.entries if self.entries else 0.0
 
-def run_path(name: str, tills: list[Till], creds: dict[str, str], base: str, batch: int
-             ) -> PathResult:
-    """All terminals push concurrently, one thread each; wall time from the first request to
-    the last answer."""
+
+Pusher = Callable[[Till], tuple[int, int, int, int]]
+
+
+def run_path(name: str, tills: list[Till], batch: int, push: Pusher,
+             cpu: Callable[[], Cpu]) -> PathResult:
+    """All terminals push concurrently, one thread each (`push(till)`: applied, duplicates,
+    requests, failed); wall time and CPU from the first request to the last answer."""
     results: dict[str, tuple[int, int, int, int]] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(tills) + 1)
 
     def work(till: Till) -> None:
-        client = sync_client.SyncClient(base, creds[till.terminal_id], timeout=120)
         try:
             barrier.wait()
-            results[till.terminal_id] = push_all(till, client, batch)
+            results[till.terminal_id] = push(till)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
-        finally:
-            client.close()
 
     threads = [threading.Thread(target=work, args=(t,), name=f"push-{t.terminal_id}")
                for t in tills]
     for t in threads:
         t.start()
+    before = cpu()
     barrier.wait()
     start = time.perf_counter()
     for t in threads:
         t.join(3600)
     seconds = time.perf_counter() - start
+    used = cpu() - before
     if errors:
         raise errors[0]
     applied = sum(r[0] for r in results.values())
@@ -312,7 +419,25 @@ def run_path(name: str, tills: list[Till], creds: dict[str, str], base: str, bat
         raise RuntimeError(f"{name}: applied {applied}, duplicates {dups}, "
                            f"expected {sum(t.entries for t in tills)} new")
     return PathResult(name, batch, len(tills), applied, sum(r[2] for r in results.values()),
-                      sum(r[3] for r in results.values()), seconds)
+                      sum(r[3] for r in results.values()), seconds, used)
+
+
+def terminal_pusher(creds: dict[str, str], base: str, batch: int) -> Pusher:
+    """Push as the terminal does (`push_all`: outbox, SyncClient.push, record_push)."""
+    def push(till: Till) -> tuple[int, int, int, int]:
+        client = sync_client.SyncClient(base, creds[till.terminal_id], timeout=120)
+        try:
+            return push_all(till, client, batch)
+        finally:
+            client.close()
+    return push
+
+
+def prebuilt_pusher(tills: list[Till], creds: dict[str, str], base: str, batch: int
+                    ) -> Pusher:
+    """Send request bodies built now, before the timed run (`request_bodies`)."""
+    bodies = {t.terminal_id: request_bodies(t, batch) for t in tills}
+    return lambda till: post_all(bodies[till.terminal_id], base, creds[till.terminal_id])
 
 
 # -- checks --------------------------------------------------------------------------------------
@@ -434,10 +559,14 @@ def count_statements(engine: sa.Engine, till: Till, batch: int) -> tuple[int, in
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--terminals", type=int, default=4, help="concurrent terminals (T)")
-    parser.add_argument("--entries", type=int, default=1000,
+    parser.add_argument("--entries", type=int, default=10000,
                         help="redemptions per terminal for the batched path")
     parser.add_argument("--naive-entries", type=int, default=200,
                         help="redemptions per terminal for the one-per-request path")
+    parser.add_argument("--sync-entries", type=int, default=None,
+                        help="redemptions per terminal for the batched path through the "
+                             "terminal's sync code (default: --entries, at most 1,000; "
+                             "0: skip it)")
     parser.add_argument("--batch", type=int, default=500, help="entries per batched push")
     parser.add_argument("--cards", type=int, default=2000, help="cards on server and terminals")
     parser.add_argument("--cards-per-terminal", choices=("shared", "disjoint"), default="shared",
@@ -448,9 +577,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="after the timed runs, profile apply_push in-process")
     args = parser.parse_args(argv)
+    if args.sync_entries is None:
+        args.sync_entries = min(args.entries, 1000)
     if min(args.terminals, args.entries, args.naive_entries, args.batch, args.cards) < 1 \
-            or args.batch > 1000:
-        parser.error("sizes must be >= 1 and --batch <= 1000")
+            or args.batch > 1000 or args.sync_entries < 0:
+        parser.error("sizes must be >= 1 (--sync-entries >= 0) and --batch <= 1000")
     rng = random.Random(args.seed)
     command = shlex.join([sys.executable, *sys.argv]) if argv is None else shlex.join(argv)
 
@@ -462,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"postgresql: {pg}")
     print(f"sizes: {args.terminals} terminals per path, {args.entries:,} redemptions each "
           f"(batched, {args.batch}/request), {args.naive_entries:,} each (naive, 1/request), "
-          f"{args.cards:,} cards")
+          f"{args.sync_entries:,} each (terminal sync code), {args.cards:,} cards")
 
     with tempfile.TemporaryDirectory(prefix="cardpos-ingest-") as tmp, \
             pg_database("cardpos_bench_ingest") as url:
@@ -475,60 +606,92 @@ def main(argv: Sequence[str] | None = None) -> int:
             issuer.import_cards(engine, csv)
             t0 = time.perf_counter()
             k = args.terminals if args.cards_per_terminal == "disjoint" else 1
-            naive = [make_till(work, f"N{i + 1}", csv, args.cards, args.naive_entries, rng,
-                               (i % k, k)) for i in range(args.terminals)]
-            batched = [make_till(work, f"B{i + 1}", csv, args.cards, args.entries, rng,
-                                 (i % k, k)) for i in range(args.terminals)]
+
+            def fleet(prefix: str, n_redeems: int) -> list[Till]:
+                return [make_till(work, f"{prefix}{i + 1}", csv, args.cards, n_redeems, rng,
+                                  (i % k, k)) for i in range(args.terminals)]
+
+            naive, batched = fleet("N", args.naive_entries), fleet("B", args.entries)
+            synced = fleet("S", args.sync_entries) if args.sync_entries else []
             spare = (make_till(work, "P1", csv, args.cards, min(args.entries, 2000), rng)
                      if args.profile else None)
-            tills = naive + batched + ([spare] if spare else [])
+            tills = naive + batched + synced + ([spare] if spare else [])
             log(f"made {len(tills)} terminals and "
                 f"{sum(t.entries for t in tills):,} journal entries in "
                 f"{time.perf_counter() - t0:.1f} s (not timed)")
             server_log = work / "server.log"
-            with api_server(url, server_log) as base:
+            server_pids: list[int] = []
+            with api_server(url, server_log, server_pids) as base:
                 creds = {t.terminal_id: enrol(engine, base, t.terminal_id) for t in tills}
+                seen: dict[int, float] = {}
+                cpu = functools.partial(cpu_now, engine, server_pids[0], seen)
+                t0 = time.perf_counter()
+                naive_push = prebuilt_pusher(naive, creds, base, 1)
+                batched_push = prebuilt_pusher(batched, creds, base, args.batch)
+                log(f"request bodies built in {time.perf_counter() - t0:.1f} s (not timed)")
                 log("naive path ...")
                 d0 = deadlocks(engine)
-                n_res = run_path("naive (1 entry/request)", naive, creds, base, 1)
+                n_res = run_path("naive (1 entry/request)", naive, 1, naive_push, cpu)
                 d1 = deadlocks(engine)
                 log("batched path ...")
-                b_res = run_path(f"batched ({args.batch} entries/request)", batched, creds,
-                                 base, args.batch)
+                b_res = run_path(f"batched ({args.batch} entries/request)", batched,
+                                 args.batch, batched_push, cpu)
                 d2 = deadlocks(engine)
+                s_res = None
+                if synced:
+                    log("batched path through the terminal's sync code ...")
+                    s_res = run_path(f"terminal sync code ({args.batch}/request)", synced,
+                                     args.batch, terminal_pusher(creds, base, args.batch),
+                                     cpu)
+                d3 = deadlocks(engine)
                 log("checking exactly-once ...")
-                problems = verify_exactly_once(engine, naive + batched)
-                problems += resend_everything(engine, naive + batched, creds, base,
-                                              args.batch)
+                pushed = naive + batched + synced
+                problems = verify_exactly_once(engine, pushed)
+                problems += resend_everything(engine, pushed, creds, base, args.batch)
             print()
             print("== ingest through POST /v1/push into PostgreSQL "
                   f"({args.terminals} terminals concurrently, one thread each)")
-            print(f"  {'path':<34} {'entries':>9} {'requests':>9} {'seconds':>8} "
-                  f"{'entries/s':>10} {'ms/request':>10} {'HTTP 500':>8}")
-            for r in (n_res, b_res):
-                print(f"  {r.name:<34} {r.entries:>9,} {r.requests:>9,} {r.seconds:>8.2f} "
-                      f"{r.rate:>10,.0f} {1000 * r.seconds / r.requests * r.terminals:>10.2f}"
-                      f" {r.failed:>8}")
+            print(f"  {'path':<34} {'entries':>7} {'requests':>8} {'seconds':>7} "
+                  f"{'entries/s':>9} {'ms/request':>10} {'HTTP 500':>8} "
+                  f"{'CPU us/entry: loadgen server postgres':>38}")
+            results = [r for r in (n_res, b_res, s_res) if r is not None]
+            for r in results:
+                print(f"  {r.name:<34} {r.entries:>7,} {r.requests:>8,} {r.seconds:>7.2f} "
+                      f"{r.rate:>9,.0f} {1000 * r.seconds / r.requests * r.terminals:>10.2f}"
+                      f" {r.failed:>8} {r.cpu_us(r.cpu.loadgen):>21,.0f} "
+                      f"{r.cpu_us(r.cpu.server):>6,.0f} {r.cpu_us(r.cpu.postgres):>8,.0f}")
             ratio = b_res.rate / n_res.rate if n_res.rate else float("inf")
             print(f"  ratio batched/naive: {ratio:.1f}x")
+            for r in results:
+                ours = r.cpu.loadgen + r.cpu.server + r.cpu.postgres
+                print(f"  machine CPU during {r.name}: {r.cpu.busy:.1f} s busy "
+                      f"(this benchmark {ours:.1f} s, other processes {r.cpu.others:.1f} s), "
+                      f"{r.cpu.idle:.1f} s idle, of {r.seconds * (os.cpu_count() or 1):.1f} s; "
+                      f"{r.cpu_us(ours):,.0f} us CPU per entry in all = at most "
+                      f"{(os.cpu_count() or 1) * r.entries / ours if ours else 0:,.0f} "
+                      "entries/s with the CPUs to this benchmark alone")
             print(f"  PostgreSQL deadlocks detected (pg_stat_database; each costs "
                   f"deadlock_timeout = {setting(engine, 'deadlock_timeout')} before "
-                  f"apply_push retries the whole batch): naive {d1 - d0}, batched {d2 - d1}")
+                  f"apply_push retries the whole batch): naive {d1 - d0}, batched {d2 - d1}"
+                  + (f", terminal sync code {d3 - d2}" if s_res else ""))
             text = server_log.read_text(encoding="utf-8", errors="replace")
             print(f"  server log: {text.count('unhandled error')} unhandled errors (HTTP 500), "
                   f"{text.count('DeadlockDetected')} of them DeadlockDetected after "
                   f"{ledger.RETRIES} attempts")
             print(f"  cards redeemed: {args.cards_per_terminal} "
                   f"({args.cards:,} cards on server and terminals)")
-            print(f"  (entries include each journal's shift_open; ms/request is per terminal "
-                  f"thread; load generator, server and PostgreSQL share {os.cpu_count()} CPUs)")
+            print("  (entries include each journal's shift_open; ms/request is per terminal "
+                  "thread; naive and batched send request bodies built before timing, the "
+                  "terminal sync code path reads its outbox, pushes with SyncClient and "
+                  f"records the answer; load generator, server and PostgreSQL share "
+                  f"{os.cpu_count()} CPUs: CPU us/entry is each one's CPU time in the run)")
             print()
             print("== exactly once")
             ok = not problems
-            total = sum(t.entries for t in naive + batched)
+            total = sum(t.entries for t in pushed)
             if ok:
                 print(f"  ok: {total:,} entries held once each, "
-                      f"{sum(t.deltas for t in naive + batched):,} ledger postings, "
+                      f"{sum(t.deltas for t in pushed):,} ledger postings, "
                       "every last_seq = journal head, balances = ledger sums; "
                       "a full resend came back as duplicates only")
             for p in problems:
@@ -546,7 +709,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"SUMMARY ingest batched={b_res.rate:.0f} entries/s "
                   f"deadlocks={d2 - d1} http500={b_res.failed} "
                   f"naive={n_res.rate:.0f} entries/s ratio={ratio:.1f} "
-                  f"goal>={goal} {'met' if b_res.rate >= goal else 'missed'} "
+                  + (f"terminal_sync_code={s_res.rate:.0f} entries/s " if s_res else "")
+                  + f"goal>={goal} {'met' if b_res.rate >= goal else 'missed'} "
                   f"exactly_once={'ok' if ok else 'FAILED'}")
             return 0 if ok else 1
         finally:

@@ -1,6 +1,7 @@
 """Benchmark of loading the card snapshot into an empty terminal, and of a 10k-change delta.
 
-Run:  .venv/bin/python bench/sync_snapshot.py [--cards 100000] [--changes 10000] [--limit 1000]
+Run:  .venv/bin/python bench/sync_snapshot.py [--cards 100000] [--changes 10000] [--limit N]
+          [--analyze] [--profile]
 
 Prints figures; asserts nothing about speed (it exits non-zero only if the product misbehaves:
 the terminal does not end up with every card, or the frozen cards are not frozen there). Goals
@@ -13,7 +14,9 @@ Steps (only 3 and 5 are timed):
    subprocess on a free 127.0.0.1 port (bench/sync_ingest.py's helper).
 2. A fresh terminal store (`admin.init_store`), enrolled through `POST /v1/enrol`.
 3. `sync.client.sync_once` — the terminal's real round: nothing to push, then pull pages of
-   `--limit` changes until `more` is false, each page checked and applied in one store write.
+   `--limit` changes until `more` is false, each page checked and applied in one store write
+   while the next one is fetched. By default right after the import, before autovacuum has
+   given the planner statistics (`--analyze` runs ANALYZE first).
 4. K cards frozen on the server (`ledger.set_status` in one transaction, as `issuer.freeze`
    does per card).
 5. `sync_once` again: the delta of K changed cards.
@@ -80,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="cards frozen for the delta (K)")
     parser.add_argument("--limit", type=int, default=None,
                         help="pull page size (default: the client's, DEFAULT_PULL_LIMIT)")
+    parser.add_argument("--analyze", action="store_true",
+                        help="ANALYZE the server database after the import (as autovacuum does"
+                             " within a minute); default: the snapshot right after the import,"
+                             " with no planner statistics yet")
     parser.add_argument("--profile", action="store_true",
                         help="profile the client side of the snapshot (server runs apart)")
     args = parser.parse_args(argv)
@@ -111,8 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             t0 = time.perf_counter()
             issuer.import_cards(engine, csv)
+            if args.analyze:
+                # What autovacuum does within a minute of a big import.
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(sa.text("ANALYZE"))
             log(f"server import of {args.cards:,} cards ({rows:,} purse rows) in "
-                f"{time.perf_counter() - t0:.1f} s (not timed)")
+                f"{time.perf_counter() - t0:.1f} s{' + ANALYZE' if args.analyze else ''}"
+                " (not timed)")
             store = admin.init_store(work / "term", "S1", GENEROUS, START)
             with api_server(url, work / "server.log") as base:
                 client = sync_client.SyncClient(base, enrol(engine, base, "S1"), timeout=300)

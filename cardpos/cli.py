@@ -67,7 +67,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """--data/--json/--lang, accepted before or after the command name."""
     kw: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
     parser.add_argument("--data", type=Path, metavar="DIR",
-                        help="terminal data directory (default: %(default)s)",
+                        help=f"terminal data directory (default: {default_data_dir()})",
                         **({"default": default_data_dir()} if top else kw))
     parser.add_argument("--json", action="store_true", help="machine-readable output",
                         **({"default": False} if top else kw))
@@ -162,7 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cashier", metavar="ID", help="default: the open shift's cashier")
         return p
 
+    def online_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--offline", action="store_true",
+                       help="decide by the offline rules without asking the server")
+        p.add_argument("--otp", metavar="CHALLENGE:CODE",
+                       help="the one-time code the server sent to the card holder's phone")
+
     p = money_command("redeem", c.redeem, "take an amount off a card")
+    online_options(p)
     p.add_argument("--purse", help="take from this purse only (default: the purse order)")
     p.add_argument("--pin")
     p.add_argument("--allow-partial", action="store_true",
@@ -188,11 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = money_command("buyback", c.buyback, "buy the card's balance back and close it",
                       amount="none")
+    online_options(p)
     p.add_argument("--pin")
     p.add_argument("--supervisor-pin")
     p.add_argument("--supervisor", metavar="ID")
 
     p = command("transfer", c.transfer, "move a card's balance to another card (supervisor)")
+    online_options(p)
     _credential_args(p, "from-")
     _credential_args(p, "to-")
     p.add_argument("--pin", help="PIN of the source card")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cardpos import issuer, render
+from cardpos import issuer, online, render
 from cardpos.cli import EXIT_DECLINED, EXIT_OK, Out, read_secret
 from terminal import admin
 from terminal.credentials import CardNumber, Credential, NfcUid, QrCode
@@ -122,12 +122,37 @@ def quote(args: argparse.Namespace, out: Out) -> int:
                                                          read_secret(args.pin)))
 
 
-def redeem(args: argparse.Namespace, out: Out) -> int:
+@contextmanager
+def _debiting(args: argparse.Namespace) -> Iterator[tuple[Store, Terminal]]:
+    """The store and a Terminal that asks the server first when the store is enrolled (and
+    not `--offline`). An approved online entry is pushed at once, so its hold is settled
+    instead of waiting for the next sync."""
     with _store(args) as store:
-        result = Terminal(store).redeem(
+        authorizer = None if args.offline else online.authorizer_for(store)
+        try:
+            yield store, Terminal(store, authorizer=authorizer)
+        finally:
+            if authorizer is not None:
+                online.push_soon(store, authorizer)
+                authorizer.close()
+
+
+def _otp(args: argparse.Namespace) -> tuple[str, str] | None:
+    if args.otp is None:
+        return None
+    challenge, sep, code = args.otp.partition(":")
+    if not (sep and challenge and code):
+        raise BadInput("bad_otp_argument")
+    return challenge, code
+
+
+def redeem(args: argparse.Namespace, out: Out) -> int:
+    with _debiting(args) as (store, terminal):
+        result = terminal.redeem(
             _credential(args), _amount(store, args.amount), purse=args.purse,
             pin=read_secret(args.pin), cashier=args.cashier, allow_partial=args.allow_partial,
-            supervisor_pin=read_secret(args.supervisor_pin), supervisor=args.supervisor)
+            supervisor_pin=read_secret(args.supervisor_pin), supervisor=args.supervisor,
+            second_factor=_otp(args))
         return _result(out, store, result)
 
 
@@ -155,19 +180,20 @@ def activate(args: argparse.Namespace, out: Out) -> int:
 
 
 def buyback(args: argparse.Namespace, out: Out) -> int:
-    with _store(args) as store:
-        result = Terminal(store).buyback(
+    with _debiting(args) as (store, terminal):
+        result = terminal.buyback(
             _credential(args), pin=read_secret(args.pin), cashier=args.cashier,
-            supervisor_pin=read_secret(args.supervisor_pin), supervisor=args.supervisor)
+            supervisor_pin=read_secret(args.supervisor_pin), supervisor=args.supervisor,
+            second_factor=_otp(args))
         return _result(out, store, result)
 
 
 def transfer(args: argparse.Namespace, out: Out) -> int:
-    with _store(args) as store:
-        result = Terminal(store).transfer(
+    with _debiting(args) as (store, terminal):
+        result = terminal.transfer(
             _credential(args, "from_"), _credential(args, "to_"), pin=read_secret(args.pin),
             cashier=args.cashier, supervisor_pin=read_secret(args.supervisor_pin),
-            supervisor=args.supervisor)
+            supervisor=args.supervisor, second_factor=_otp(args))
         return _result(out, store, result)
 
 

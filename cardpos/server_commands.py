@@ -1,6 +1,7 @@
 """Handlers of `cardpos server ...`: run the central server, migrate its database, make
-enrolment codes, import cards, show / freeze / report lost / unfreeze a card, and the reports
-(`cardpos server report liability|exceptions|activity`, sync/server/reports.py).
+enrolment codes, import cards, show / freeze / report lost / unfreeze a card, the reports
+(`cardpos server report liability|exceptions|activity`, sync/server/reports.py), and issuing:
+signing keys, programs, card batches, activate / top up / close, bulk orders (docs/issuer.md).
 
 The server's libraries (SQLAlchemy, Alembic, FastAPI, uvicorn) are imported inside the handlers,
 so the terminal's commands work without them installed. `add_server_commands` registers the
@@ -12,14 +13,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cardpos.cli import EXIT_OK, Out, default_data_dir
+from cardpos.cli import EXIT_DECLINED, EXIT_OK, Out, default_data_dir
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+
+    from sync.server.holds import SecondFactorPolicy
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8750
 SQLITE_FILE = "server.sqlite3"
@@ -41,11 +44,18 @@ def _db(args: argparse.Namespace) -> str:
 
 @contextmanager
 def _engine(args: argparse.Namespace) -> Iterator[Engine]:
+    """An engine for --db; a database that cannot be reached or fails is a machine failure
+    (StoreError: exit 3), not a traceback."""
+    import sqlalchemy as sa
+
     from sync.server.db import make_engine
+    from terminal.errors import StoreError
 
     engine = make_engine(_db(args))
     try:
         yield engine
+    except sa.exc.OperationalError as exc:
+        raise StoreError("database_failed", detail=str(exc.orig).strip()) from exc
     finally:
         engine.dispose()
 
@@ -59,10 +69,26 @@ def server_run(args: argparse.Namespace, out: Out) -> int:
 
     url = _db(args)
     migrate(url)
-    out.emit({"ok": True, "host": args.host, "port": args.port},
-             [f"Serving on http://{args.host}:{args.port} (Ctrl-C stops)"])
-    uvicorn.run(create_app(url), host=args.host, port=args.port, log_level="info")
+    if args.upstream is not None:  # a branch relay (docs/relay.md)
+        from cardpos.server_relay_commands import relay_app
+        app = relay_app(url, args.upstream)
+    else:
+        app = create_app(url, second_factor=_second_factor(args))
+    out.emit({"ok": True, "host": args.host, "port": args.port, "upstream": args.upstream},
+             [f"Serving on http://{args.host}:{args.port} (Ctrl-C stops)"
+              + (f", relay of {args.upstream}" if args.upstream else "")])
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
+
+
+def _second_factor(args: argparse.Namespace) -> SecondFactorPolicy | None:
+    """One-time codes by `--sms-gateway` (docs/second-factor.md); none without it."""
+    from sync.server.gateway import make_gateway
+    from sync.server.holds import SecondFactorPolicy
+
+    if args.sms_gateway is None:
+        return None
+    return SecondFactorPolicy(make_gateway(args.sms_gateway), args.lang)
 
 
 def server_migrate(args: argparse.Namespace, out: Out) -> int:
@@ -76,22 +102,26 @@ def server_migrate(args: argparse.Namespace, out: Out) -> int:
 
 
 def server_enrol_code(args: argparse.Namespace, out: Out) -> int:
-    from sync.server.auth import CODE_TTL, make_enrol_code
+    from sync.server.auth import CODE_TTL, RELAY, TERMINAL, make_enrol_code
 
     with _engine(args) as engine:
-        code = make_enrol_code(engine, args.terminal_id, args.branch)
+        code = make_enrol_code(engine, args.terminal_id, args.branch,
+                               role=RELAY if args.relay else TERMINAL)
     hours = int(CODE_TTL.total_seconds() // 3600)
+    what = "relay" if args.relay else "terminal"
     out.emit({"code": code, "terminal_id": args.terminal_id, "branch": args.branch,
-              "valid_hours": hours},
-             [code, f"One-time code for terminal {args.terminal_id}, valid {hours} h."])
+              "valid_hours": hours, "relay": args.relay},
+             [code, f"One-time code for {what} {args.terminal_id}, valid {hours} h."])
     return EXIT_OK
 
 
 def server_cards_import(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.branches import check_branch
     from sync.server.issuer import import_cards
 
+    branch = check_branch(args.branch) if args.branch is not None else None
     with _engine(args) as engine:
-        summary = import_cards(engine, args.file)
+        summary = import_cards(engine, args.file, branch=branch)
     out.emit({"ok": True, **summary.as_json()},
              [f"Imported {summary.cards} cards with {summary.purses} purses"
               f" ({summary.pins_hashed} PINs hashed)."])
@@ -260,6 +290,187 @@ def server_report_activity(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+# -- issuing (sync/server/keyring.py, batches.py, issuer.py, orders.py; docs/issuer.md) ---------
+
+def _declined(job: Callable[[], int], out: Out) -> int:
+    """Run `job`; a refusal by the card's or the keys' state (StateError) is "declined" (exit 1),
+    every other error keeps its usual exit status."""
+    from terminal.errors import StateError
+
+    try:
+        return job()
+    except StateError as err:
+        out.error(err)
+        return EXIT_DECLINED
+
+
+def _key_line(key: Any) -> str:
+    when = key.created_at.strftime("%Y-%m-%d %H:%M")
+    return f"{key.kid:<16} {key.status:<8} created {when}  public {key.public_key_hex}"
+
+
+def server_keys_generate(args: argparse.Namespace, out: Out) -> int:
+    from sync.server import keyring
+
+    def job() -> int:
+        with _engine(args) as engine:
+            key = keyring.generate(engine, kid=args.key_id)
+        out.emit({"ok": True, "key": key.as_json()},
+                 [f"Key {key.kid} is the active signing key.", _key_line(key)])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def server_keys_rotate(args: argparse.Namespace, out: Out) -> int:
+    from sync.server import keyring
+
+    def job() -> int:
+        with _engine(args) as engine:
+            key, old = keyring.rotate(engine, kid=args.key_id)
+        out.emit({"ok": True, "key": key.as_json(), "retiring": old},
+                 [f"Key {key.kid} signs from now on; {old} is retiring (still verifies)."])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def server_keys_revoke(args: argparse.Namespace, out: Out) -> int:
+    from sync.server import keyring
+
+    def job() -> int:
+        with _engine(args) as engine:
+            key = keyring.revoke(engine, args.kid)
+        out.emit({"ok": True, "key": key.as_json()},
+                 [f"Key {key.kid} is revoked: terminals drop it on their next pull."])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def server_keys_list(args: argparse.Namespace, out: Out) -> int:
+    from sync.server import keyring
+
+    with _engine(args) as engine:
+        found = keyring.list_keys(engine)
+    out.emit({"keys": [k.as_json() for k in found]},
+             [_key_line(k) for k in found] or ["No keys."])
+    return EXIT_OK
+
+
+def server_program_add(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.batches import add_program
+
+    def job() -> int:
+        with _engine(args) as engine:
+            program = add_program(engine, args.program,
+                                  [p.strip() for p in args.purses.split(",")],
+                                  args.currency.upper(), name=args.name)
+        out.emit({"ok": True, **program.as_json()},
+                 [f"Program {program.id}: purses"
+                  f" {', '.join(f'{n} ({c})' for n, c in program.purses)}."])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+
+
+def server_batch_create(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.batches import BatchSpec, create_batch
+
+    given = {k: v for k, v in (("prefix", args.prefix), ("length", args.length)) if v is not None}
+    spec = BatchSpec(args.program, args.count, uids=args.uids, pins=args.pins,
+                     expiry=args.expiry, **given)
+
+    def job() -> int:
+        with _engine(args) as engine:
+            batch = create_batch(engine, spec, args.export)
+        out.emit({"ok": True, **batch.as_json()},
+                 [f"Batch {batch.id}: {batch.count} cards of {batch.program}"
+                  f" ({batch.numbers[0]} .. {batch.numbers[-1]}), tokens signed by {batch.kid}.",
+                  f"Printer export: {batch.export}"
+                  + (" (holds the clear PINs: the only copy)" if spec.pins else "")])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def server_activate(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.issuer import activate
+
+    def job() -> int:
+        with _engine(args) as engine:
+            moved = activate(engine, args.number, args.amount, purse=args.purse)
+        out.emit({"ok": True, **moved.as_json()},
+                 [f"Card {_masked(moved.number)} is active; {moved.purse}"
+                  f" {_money(moved.balance, moved.currency)}."])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def server_topup(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.issuer import topup
+
+    def job() -> int:
+        with _engine(args) as engine:
+            moved = topup(engine, args.number, args.amount, purse=args.purse)
+        out.emit({"ok": True, **moved.as_json()},
+                 [f"Card {_masked(moved.number)}: {moved.purse} +"
+                  f"{_money(moved.amount, moved.currency)},"
+                  f" balance {_money(moved.balance, moved.currency)}."])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def server_close(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.issuer import close
+
+    def job() -> int:
+        with _engine(args) as engine:
+            closing = close(engine, args.number)
+        paid = ", ".join(f"{p.name} {_money(p.balance, p.currency)}" for p in closing.paid_out)
+        out.emit({"ok": True, **closing.as_json()},
+                 [f"Card {_masked(closing.number)} is closed; posted out: {paid or 'nothing'}."])
+        return EXIT_OK
+
+    return _declined(job, out)
+
+
+def _masked(number: str) -> str:
+    from terminal.luhn import mask
+
+    return mask(number)
+
+
+def server_order_apply(args: argparse.Namespace, out: Out) -> int:
+    """Exit 0 when every line is activated (now or by an earlier run), 1 when a line failed."""
+    from sync.server.orders import ERROR, apply_order
+    from terminal.messages import text
+
+    with _engine(args) as engine:
+        report = apply_order(engine, args.order_id, args.file)
+    rows = [(str(r.line), r.number, r.result,
+             r.purse or "", _money(r.amount, r.currency) if r.currency and r.amount is not None
+             else "",
+             text(r.code, out.lang, **r.params) if r.code else "")
+            for r in report.lines]
+    counts = report.counts()
+    lines = [f"Order {report.order_id}: {counts['activated']} activated now,"
+             f" {counts['already_activated']} by an earlier run, {counts['error']} errors.", ""]
+    lines += _table(("line", "card", "result", "purse", "amount", "problem"), rows,
+                    frozenset({0, 4}))
+    out.emit(report.as_json(), lines)
+    return EXIT_OK if counts[ERROR] == 0 else EXIT_DECLINED
+
+
 def add_server_commands(sub: Any, command: Callable[..., argparse.ArgumentParser],
                         group: Callable[[str, str], Any]) -> None:
     """Register `cardpos server ...` (called by `cardpos.cli.build_parser`; `sub` is its
@@ -278,11 +489,18 @@ def add_server_commands(sub: Any, command: Callable[..., argparse.ArgumentParser
     p = db_command("run", server_run, "serve the API (migrates the database first)", server)
     p.add_argument("--host", default=DEFAULT_HOST)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--upstream", metavar="URL",
+                   help="serve as the branch relay of this server (docs/relay.md)")
+    p.add_argument("--sms-gateway", metavar="SPEC",
+                   help="send one-time codes through this gateway (file:PATH or log:) and ask "
+                        "for them above second_factor_above (docs/second-factor.md)")
     db_command("migrate", server_migrate, "bring the database schema up to date", server)
     p = db_command("enrol-code", server_enrol_code,
                    "print a one-time code that enrols a terminal (valid 24 h)", server)
     p.add_argument("--terminal-id", required=True, metavar="ID")
     p.add_argument("--branch", metavar="B")
+    p.add_argument("--relay", action="store_true",
+                   help="the code enrols a branch relay (docs/relay.md)")
 
     cards_parser = server.add_parser("cards", help="cards on the server",
                                      description="cards on the server")
@@ -290,6 +508,8 @@ def add_server_commands(sub: Any, command: Callable[..., argparse.ArgumentParser
     p = db_command("import", server_cards_import,
                    "import cards from CSV (the terminal's columns; all or nothing)", cards)
     p.add_argument("file", type=Path, metavar="FILE.csv")
+    p.add_argument("--branch", metavar="B",
+                   help="the cards are valid in this branch only (default: in every branch)")
 
     card_parser = server.add_parser("card", help="one card", description="one card")
     card = card_parser.add_subparsers(dest="server_card", required=True, metavar="SUBCOMMAND")
@@ -318,3 +538,71 @@ def add_server_commands(sub: Any, command: Callable[..., argparse.ArgumentParser
     p.add_argument("--by", choices=("branch", "terminal", "program", "day"), default="branch")
     p.add_argument("--since", type=_when, metavar="WHEN", help="entries at or after (UTC)")
     p.add_argument("--until", type=_when, metavar="WHEN", help="entries before (UTC)")
+
+    _add_issuing_commands(server, db_command)
+
+    from cardpos.server_notify_commands import add_notify_commands
+    add_notify_commands(server, card, report, db_command)
+    from cardpos.server_settings_commands import add_settings_commands
+    add_settings_commands(server, report, db_command)
+    from cardpos.server_relay_commands import add_relay_commands
+    add_relay_commands(server, db_command)
+
+
+def _add_issuing_commands(server: Any, db_command: Callable[..., argparse.ArgumentParser]
+                          ) -> None:
+    """`cardpos server keys|program|batch|activate|topup|close|order` (docs/issuer.md)."""
+    def subgroup(name: str, help_text: str) -> Any:
+        p = server.add_parser(name, help=help_text, description=help_text)
+        return p.add_subparsers(dest=f"server_{name}", required=True, metavar="SUBCOMMAND")
+
+    keys = subgroup("keys", "the issuer's token signing keys (passphrase in"
+                            " CARDPOS_ISSUER_PASSPHRASE)")
+    for name, handler, help_text in (
+            ("generate", server_keys_generate, "make the first active signing key"),
+            ("rotate", server_keys_rotate, "a new active key; the old one retires")):
+        p = db_command(name, handler, help_text, keys)
+        p.add_argument("--key-id", metavar="KID", help="default: k<date>-<random>")
+    p = db_command("revoke", server_keys_revoke, "revoke a retiring key (terminals drop it)",
+                   keys)
+    p.add_argument("kid", metavar="KID")
+    db_command("list", server_keys_list, "every key and its state", keys)
+
+    program = subgroup("program", "card programs")
+    p = db_command("add", server_program_add, "a program and the purses of its cards", program)
+    p.add_argument("program", metavar="ID")
+    p.add_argument("--purses", required=True, metavar="A,B", help="purse names, in order")
+    p.add_argument("--currency", required=True, help="ISO 4217, e.g. EUR")
+    p.add_argument("--name", help="a display name")
+
+    batch = subgroup("batch", "batches of new cards")
+    p = db_command("create", server_batch_create,
+                   "make N not-activated cards and their printer export (all or nothing)", batch)
+    p.add_argument("--program", required=True, metavar="P")
+    p.add_argument("--count", required=True, type=int, metavar="N")
+    p.add_argument("--prefix", help="leading digits (default: 600649)")
+    p.add_argument("--length", type=int,
+                   help="digits per number, check digit included (default: 16)")
+    p.add_argument("--uids", action="store_true", help="random 7-byte NFC UIDs")
+    p.add_argument("--pins", action="store_true", help="random PINs (clear only in the export)")
+    p.add_argument("--expiry", type=_date, metavar="YYYY-MM-DD")
+    p.add_argument("--export", required=True, type=Path, metavar="FILE.csv",
+                   help="the card printer's CSV (must not exist)")
+
+    p = db_command("activate", server_activate, "activate a card with an opening load", server)
+    p.add_argument("number", metavar="NUMBER")
+    p.add_argument("--amount", default="0", help="major units, e.g. 25.00 (default: none)")
+    p.add_argument("--purse", help="default: the card's first purse")
+    p = db_command("topup", server_topup, "add money to an active card's purse", server)
+    p.add_argument("number", metavar="NUMBER")
+    p.add_argument("--amount", required=True, help="major units, e.g. 25.00")
+    p.add_argument("--purse", help="default: the card's first purse")
+    p = db_command("close", server_close, "close a card, posting its balance out", server)
+    p.add_argument("number", metavar="NUMBER")
+
+    order = subgroup("order", "bulk company orders")
+    p = db_command("apply", server_order_apply,
+                   "activate the cards of an order CSV (number,amount[,purse]); re-runnable",
+                   order)
+    p.add_argument("--order-id", required=True, metavar="ID")
+    p.add_argument("file", type=Path, metavar="FILE.csv")

@@ -72,6 +72,10 @@ class PcscError(Exception):
         super().__init__(f"{call}: {scard.SCardGetErrorMessage(hresult)} ({hresult:#010x})")
 
 
+#: Reads of one presentation before a failure is shown (`_read_again_if_transient`).
+READ_ATTEMPTS = 3
+
+
 class ServiceLost(PcscError):
     """pcscd is not running, or our connection to it broke."""
 
@@ -80,6 +84,11 @@ class ReaderBusy(CardReadError):
     """Another program has the reader (or the card on it) for itself."""
 
     code = "reader_busy"
+
+
+class _TransientReadError(CardReadError):
+    """The card is still there but the exchange failed (weak coupling, a busy service): worth
+    reading again before telling the cashier."""
 
 
 class _LinkBroken(Exception):
@@ -340,15 +349,18 @@ class PcscReader:
         was_present, slot.present = slot.present, present
         if present and (not was_present or retapped):
             if event & scard.SCARD_STATE_MUTE:
-                self._card_status("card_unreadable", reader, "card does not answer (mute)")
-                return
+                settled = self._wait_for_answer(ctx, reader, slot)
+                if settled == "mute":
+                    self._card_status("card_unreadable", reader, "card does not answer (mute)")
+                if settled != "answered":
+                    return
             slot.shown = self._tap(ctx, reader, slot)
 
     def _tap(self, ctx: int, reader: str, slot: _Slot) -> bool:
         """Read the card on `reader`; True if a CardPresented went out."""
         started = time.perf_counter()
         try:
-            data = self._read(ctx, reader, slot)
+            data = self._read_again_if_transient(ctx, reader, slot)
         except CardReadError as err:
             log.warning("%s: tap on %r gave no card event: %s (%s)", self.name, reader,
                         err.code, err.detail)
@@ -359,6 +371,20 @@ class PcscReader:
                  (time.perf_counter() - started) * 1000)
         self._emit(CardPresented(reader, data.uid, data.token))
         return True
+
+    def _read_again_if_transient(self, ctx: int, reader: str, slot: _Slot) -> apdu.CardData:
+        """`_read`, tried up to READ_ATTEMPTS times while the card stays but the exchange
+        fails: one bad exchange should not cost the customer a second tap."""
+        for attempt in range(1, READ_ATTEMPTS):
+            try:
+                return self._read(ctx, reader, slot)
+            except _TransientReadError as err:
+                if self._stop.is_set():
+                    raise
+                log.info("%s: read on %r failed (%s), reading again", self.name, reader,
+                         err.detail)
+                time.sleep(0.05 * attempt)
+        return self._read(ctx, reader, slot)
 
     def _read(self, ctx: int, reader: str, slot: _Slot) -> apdu.CardData:
         hresult, hcard, protocol = scard.SCardConnect(
@@ -371,7 +397,8 @@ class PcscReader:
         if hresult in _SERVICE_GONE:
             raise ServiceLost("SCardConnect", hresult)
         if hresult != scard.SCARD_S_SUCCESS:  # unresponsive, unpowered, protocol mismatch...
-            raise CardReadError(f"cannot connect to the card: {PcscError('SCardConnect', hresult)}")
+            raise _TransientReadError(
+                f"cannot connect to the card: {PcscError('SCardConnect', hresult)}")
 
         def transmit(command: bytes) -> bytes:
             hresult, response = scard.SCardTransmit(hcard, protocol, list(command))
@@ -398,7 +425,29 @@ class PcscReader:
         # pcscd reports a moment later (vpcd: at its next 0.4 s presence poll).
         if self._card_left(ctx, reader, slot):
             raise CardRemovedMidRead(f"card left during the read ({link_error})")
-        raise CardReadError(f"exchange failed, card still there: {link_error}")
+        raise _TransientReadError(f"exchange failed, card still there: {link_error}")
+
+    def _wait_for_answer(self, ctx: int, reader: str, slot: _Slot) -> str:
+        """A card just put down can be mute for a moment while the reader powers it and waits
+        for its ATR (vpcd's card answers between its presence polls). Wait up to
+        `removal_grace_s` for it: "answered", "gone" (taken away meanwhile) or "mute"."""
+        deadline = time.monotonic() + self.removal_grace_s
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            hresult, states = scard.SCardGetStatusChange(ctx, int(left * 1000) + 1,
+                                                         [(reader, slot.state)])
+            if hresult in (scard.SCARD_E_TIMEOUT, scard.SCARD_E_CANCELLED):
+                break
+            if hresult in _READER_GONE:
+                return "gone"
+            _check("SCardGetStatusChange", hresult)
+            event = states[0][1]
+            slot.state, slot.events = event & ~_CHANGED, event >> 16
+            if not event & scard.SCARD_STATE_PRESENT:
+                slot.present = False
+                return "gone"
+            if not event & scard.SCARD_STATE_MUTE:
+                return "answered"
+        return "mute"
 
     def _card_left(self, ctx: int, reader: str, slot: _Slot) -> bool:
         """Whether the card on `reader` goes away within `removal_grace_s`."""

@@ -14,16 +14,19 @@ import functools
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from sync.protocol import DEFAULT_PULL_LIMIT, EnrolResponse, PushResponse
+from sync.protocol import DEFAULT_PULL_LIMIT, AuthorizeResponse, EnrolResponse, PushResponse
 from terminal import sync_state
 from terminal.errors import CardposError
+from terminal.online import HoldAnswer, HoldRequest
 from terminal.store import queries
 from terminal.store.db import Store
 from terminal.sync_state import SyncError
@@ -45,7 +48,9 @@ class SyncClient:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, parse: Callable[[bytes], Any] | None = None,
+              **kwargs: Any) -> Any:
+        """The parsed JSON answer (`parse` reads a successful answer's bytes instead)."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -54,7 +59,8 @@ class SyncClient:
             raise SyncError("terminal_not_authorised" if response.status_code == 401
                             else "terminal_revoked")
         try:
-            body = response.json()
+            body = (response.json() if parse is None or response.status_code >= 400
+                    else parse(response.content))
         except ValueError as exc:
             raise SyncError("server_garbage", status=response.status_code) from exc
         if response.status_code >= 400:
@@ -81,11 +87,76 @@ class SyncClient:
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise SyncError("server_garbage", status=200) from exc
 
+    def authorize(self, request: HoldRequest) -> AuthorizeResponse:
+        body = {"hold_id": request.hold_id, "card": request.card, "kind": request.kind,
+                "purses": [{"purse": p.purse, "amount": p.amount, "currency": p.currency}
+                           for p in request.purses],
+                "second_factor": ({"challenge": request.second_factor[0],
+                                   "code": request.second_factor[1]}
+                                  if request.second_factor else None)}
+        try:
+            return AuthorizeResponse.model_validate(self._call("POST", "/v1/authorize",
+                                                               json=body))
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise SyncError("server_garbage", status=200) from exc
+
     def pull(self, cursor: int, limit: int = DEFAULT_PULL_LIMIT) -> dict[str, Any]:
-        body = self._call("GET", "/v1/pull", params={"cursor": cursor, "limit": limit})
-        if not isinstance(body, dict):
-            raise SyncError("server_garbage", status=200)
+        """One page, parsed and its checksum checked (`sync_state.parse_pull`)."""
+        body: dict[str, Any] = self._call("GET", "/v1/pull",
+                                          params={"cursor": cursor, "limit": limit},
+                                          parse=sync_state.parse_pull)
         return body
+
+
+class OnlineAuthorizer:
+    """`terminal.online.Authorizer` over HTTP: asks POST /v1/authorize with a short timeout.
+
+    Called on the threads of operations (several may ask at once, each gets its own
+    `SyncClient`). When the server does not answer in time, or answers something unusable, it
+    returns None — the terminal then decides offline — and stays quiet for `cooldown` seconds,
+    so an offline terminal does not wait out a timeout on every card; `mark_online` (the sync
+    loop after a good round) ends the quiet period early."""
+
+    def __init__(self, make_client: Callable[[], SyncClient], *, cooldown: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._make_client, self._cooldown, self._monotonic = make_client, cooldown, monotonic
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._clients: list[SyncClient] = []
+        self._quiet_until = 0.0
+
+    def ready(self) -> bool:
+        with self._lock:
+            return self._monotonic() >= self._quiet_until
+
+    def mark_online(self) -> None:
+        with self._lock:
+            self._quiet_until = 0.0
+
+    def authorize(self, request: HoldRequest) -> HoldAnswer | None:
+        try:
+            answer = self._client().authorize(request)
+        except SyncError as exc:
+            log.warning("online authorization unavailable (%s); deciding offline", exc.code)
+            with self._lock:
+                self._quiet_until = self._monotonic() + self._cooldown
+            return None
+        return HoldAnswer(answer.approved, answer.hold_id, answer.reason, answer.params,
+                          answer.branch_only)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+    def _client(self) -> SyncClient:
+        client: SyncClient | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self._make_client()
+            with self._lock:
+                self._clients.append(client)
+        return client
 
 
 @dataclass(frozen=True)
@@ -102,8 +173,16 @@ class RoundReport:
                 "pending": self.pending, "pulled_cards": self.pulled_cards, "cursor": self.cursor}
 
 
-def sync_once(store: Store, client: SyncClient, clock: Callable[[], datetime]) -> RoundReport:
-    """One round: push all pending entries (in batches), then pull until nothing more."""
+@dataclass(frozen=True)
+class PushReport:
+    pushed: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+    pending: int
+
+
+def push_all(store: Store, client: SyncClient, clock: Callable[[], datetime]) -> PushReport:
+    """Push every pending entry, in batches, recording each acknowledgement as it comes."""
     pushed = duplicates = 0
     rejected: list[dict[str, Any]] = []
     while True:
@@ -119,15 +198,38 @@ def sync_once(store: Store, client: SyncClient, clock: Callable[[], datetime]) -
         rejected += [r.model_dump() for r in answer.rejected]
         if answer.rejected or not (answer.applied or answer.duplicates) or pending == 0:
             break  # done, or stuck on an entry the server refuses: report it, pull anyway
+    return PushReport(pushed, duplicates, rejected, pending)
+
+
+def sync_once(store: Store, client: SyncClient, clock: Callable[[], datetime]) -> RoundReport:
+    """One round: push all pending entries (in batches), then pull until nothing more."""
+    pushed = push_all(store, client, clock)
     cursor = int(store.read(lambda conn: queries.get_meta(conn, "sync_cursor")) or 0)
     cards = 0
-    while True:
-        page = client.pull(cursor)
-        summary = store.write(functools.partial(sync_state.apply_pull, page=page))
-        cursor, cards = summary.cursor, cards + summary.cards
-        if not summary.more:
-            break
-    return RoundReport(pushed, duplicates, rejected, pending, cards, cursor)
+    pending = sync_state.PendingDeltas()  # summed once per round, topped up per page
+    # Pipelined: the next page is requested (and built by the server) while this one is being
+    # applied. `client` is used by the fetching thread alone until the loop ends; a prefetched
+    # page is only ever applied after the page before it was applied whole.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-pull") as fetcher:
+        ahead: Future[dict[str, Any]] | None = fetcher.submit(client.pull, cursor)
+        while ahead is not None:
+            page = ahead.result()
+            following = _following(page)
+            ahead = fetcher.submit(client.pull, following) if following is not None else None
+            summary = store.write(functools.partial(sync_state.apply_pull, page=page,
+                                                    pending=pending, checked=True))
+            cursor, cards = summary.cursor, cards + summary.cards
+    return RoundReport(pushed.pushed, pushed.duplicates, pushed.rejected, pushed.pending, cards,
+                       cursor)
+
+
+def _following(page: dict[str, Any]) -> int | None:
+    """The cursor of the page after `page`, or None when it says there is none (a malformed
+    page is refused by `apply_pull`, so nothing is fetched after it)."""
+    try:
+        return int(page["cursor"]) if page["more"] else None
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

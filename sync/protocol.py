@@ -17,8 +17,11 @@ from terminal.journal import canonical
 
 API_VERSION = "v1"
 MAX_PUSH_ENTRIES = 1000
-DEFAULT_PULL_LIMIT = 1000
-MAX_PULL_LIMIT = 5000
+# Pull page sizes (objects per page). A client asks for DEFAULT_PULL_LIMIT explicitly, so it
+# must stay within what older servers accept (their maximum was 5000); newer servers accept up
+# to MAX_PULL_LIMIT. Bigger pages cost fewer round trips; see docs/benchmarks-sync.md.
+DEFAULT_PULL_LIMIT = 5000
+MAX_PULL_LIMIT = 20000
 
 
 class _Model(BaseModel):
@@ -54,6 +57,13 @@ class PushRequest(_Model):
     entries: list[dict[str, Any]] = Field(max_length=MAX_PUSH_ENTRIES)
 
 
+class RelayPushRequest(_Model):
+    """A relay forwarding one of its branch's terminals' entries (docs/relay.md)."""
+
+    terminal: str = Field(min_length=1, max_length=32)
+    entries: list[dict[str, Any]] = Field(max_length=MAX_PUSH_ENTRIES)
+
+
 class Rejected(_Model):
     id: str | None
     seq: int | None
@@ -85,6 +95,41 @@ class PushResponse(_Model):
     last_seq: int
     last_hash: str
     overspends: list[Overspend]
+
+
+class HeldPurse(_Model):
+    purse: str = Field(min_length=1, max_length=16)
+    #: Positive: how much the debit takes off this purse (minor units).
+    amount: int = Field(gt=0, le=10**15)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class SecondFactor(_Model):
+    challenge: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=16)
+
+
+class AuthorizeRequest(_Model):
+    """Hold money for a debit the terminal is about to commit (docs/server-api.md)."""
+
+    #: Made by the terminal (a UUID): a resent request finds its hold instead of holding twice.
+    hold_id: str = Field(min_length=1, max_length=36)
+    card: str = Field(min_length=1, max_length=19)
+    kind: str = Field(pattern="^(redeem|buyback|transfer)$")
+    purses: list[HeldPurse] = Field(min_length=1, max_length=16)
+    second_factor: SecondFactor | None = None
+
+
+class AuthorizeResponse(_Model):
+    """`approved` with the hold's expiry, or a reason code (terminal.reasons) and its details."""
+
+    approved: bool
+    hold_id: str
+    reason: str | None
+    params: dict[str, Any]
+    expires_at: str | None
+    #: A branch relay approved it without its central server: count it as offline exposure.
+    branch_only: bool = False
 
 
 class Purse(_Model):

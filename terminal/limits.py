@@ -38,6 +38,9 @@ class Limits:
     typed_number_needs_supervisor: bool = True
     #: Clock difference tolerated between a code's issuer and this terminal.
     code_skew_seconds: int = 60
+    #: Online, a debit above this of a card bound to a phone needs the one-time code the
+    #: server sends to that phone (docs/second-factor.md).
+    second_factor_above: int = 100_00
     #: Purses used, in this order, when a redemption names none; empty = the card's own order.
     purse_order: tuple[str, ...] = ()
 
@@ -86,7 +89,8 @@ class Limits:
         except (ZoneInfoNotFoundError, ValueError):
             raise BadInput("bad_setting", name="timezone", value=self.timezone) from None
         for name in ("offline_per_transaction", "offline_per_card_day", "offline_terminal_total",
-                     "max_topup", "max_purse_balance", "buyback_supervisor_above"):
+                     "max_topup", "max_purse_balance", "buyback_supervisor_above",
+                     "second_factor_above"):
             if getattr(self, name) > MAX_MINOR:
                 raise BadInput("bad_setting", name=name, value=str(getattr(self, name)))
         for name, most in (("offline_max_hours", 24 * 366 * 10), ("expiring_soon_days", 3660),

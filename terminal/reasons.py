@@ -18,6 +18,8 @@ class Outcome(StrEnum):
     NEEDS_PIN = "needs_pin"
     NEEDS_SUPERVISOR = "needs_supervisor"
     NEEDS_ONLINE = "needs_online"
+    #: The server wants the one-time code it sent to the card holder's phone.
+    NEEDS_SECOND_FACTOR = "needs_second_factor"
 
 
 class Reason(StrEnum):
@@ -64,6 +66,11 @@ class Reason(StrEnum):
     VOID_NOT_ALLOWED = "void_not_allowed"
     VOID_TOO_LATE = "void_too_late"
     ALREADY_VOIDED = "already_voided"
+    # Online authorization (the server's answers)
+    DECLINED_ONLINE = "declined_online"  # a reason this terminal does not know yet
+    SECOND_FACTOR_REQUIRED = "second_factor_required"
+    WRONG_ONE_TIME_CODE = "wrong_one_time_code"
+    ONE_TIME_CODE_EXPIRED = "one_time_code_expired"
 
 
 #: Reasons that accompany an approval instead of preventing it.

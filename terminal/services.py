@@ -26,7 +26,8 @@ from terminal.errors import BadInput, StateError
 from terminal.limits import Limits
 from terminal.luhn import mask
 from terminal.model import Card, CardStatus, Delta
-from terminal.reasons import Reason
+from terminal.online import Authorizer, HeldPurse, HoldAnswer, HoldRequest
+from terminal.reasons import Outcome, Reason
 from terminal.reports import ZReport, z_report
 from terminal.rules import APPROVE, Decision, decline
 from terminal.store import queries
@@ -126,16 +127,46 @@ class _Context:
         return journal.append(self.conn, self.terminal_id, entry, self.now)
 
     def append_money(self, kind: str, card: Card, deltas: Sequence[Delta], cashier: str,
-                     shift: str, data: dict[str, Any], ref: str | None = None) -> journal.Entry:
+                     shift: str, data: dict[str, Any], ref: str | None = None,
+                     online: bool = False, clamp: bool = False) -> journal.Entry:
         """Apply `deltas` and journal them, recording the card's program and balances after,
-        so the entry alone can print (and reprint) its receipt."""
-        queries.apply_deltas(self.conn, deltas)
-        after = card.after(deltas)
+        so the entry alone can print (and reprint) its receipt. A debit a server approved is
+        the server's to judge: the cached balances stop at zero (`clamp`)."""
+        queries.apply_deltas(self.conn, deltas, clamp=clamp)
+        after = (queries.load_card(self.conn, number=card.number) or card) if clamp \
+            else card.after(deltas)
         data = {**data, "program": card.program,
                 "after": [{"purse": p.name, "balance": p.balance, "currency": p.currency}
                           for p in after.purses]}
         return self.append(journal.NewEntry(kind, card.number, deltas, cashier, shift, ref=ref,
-                                            data=data))
+                                            online=online, data=data))
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """A debit that passed every local check except the offline limits: what to commit, once
+    the offline limits or the server say yes. `show` is the card to show afterwards when it
+    is not the debited one (a transfer's target)."""
+
+    kind: str
+    usable: _Usable
+    deltas: tuple[Delta, ...]
+    decision: Decision
+    cashier_id: str
+    shift: str
+    data: dict[str, Any]
+    closes: bool = False
+    quote: Quote | None = None
+    show: str | None = None
+
+    @property
+    def card(self) -> Card:
+        return self.usable.card
+
+    @property
+    def debits(self) -> tuple[Delta, ...]:
+        """The deltas that take money off the debited card."""
+        return tuple(d for d in self.deltas if d.amount < 0 and d.card == self.card.number)
 
 
 @dataclass(frozen=True)
@@ -151,9 +182,12 @@ class _Usable:
 class Terminal:
     """The operations of one terminal over its store. Thread-safe; every call blocks."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime] = utc_now,
+                 authorizer: Authorizer | None = None) -> None:
         self.store = store
         self.clock = clock
+        #: Asks the server before a debit while online (None: always decide offline).
+        self.authorizer = authorizer
 
     def _context(self, conn: sqlite3.Connection) -> _Context:
         return _Context.load(conn, self.clock())
@@ -209,13 +243,14 @@ class Terminal:
 
     def redeem(self, credential: Credential, amount: int, *, purse: str | None = None,
                pin: str | None = None, cashier: str | None = None, allow_partial: bool = False,
-               supervisor_pin: str | None = None, supervisor: str | None = None) -> Result:
-        """Take `amount` (minor units) off the card: from `purse`, or by the purse order."""
+               supervisor_pin: str | None = None, supervisor: str | None = None,
+               second_factor: tuple[str, str] | None = None) -> Result:
+        """Take `amount` (minor units) off the card: from `purse`, or by the purse order.
+        `second_factor` is (challenge id, code) when the server asked for a one-time code."""
         _positive(amount)
 
-        def job(conn: sqlite3.Connection) -> Result:
-            ctx = self._context(conn)
-            shift, cashier_id = people.current_shift(conn, cashier)
+        def prepare(ctx: _Context) -> _Staged | Result:
+            shift, cashier_id = people.current_shift(ctx.conn, cashier)
             usable = self._usable_card(ctx, credential, pin, cashier_id, shift,
                                        supervisor_pin=supervisor_pin, supervisor=supervisor)
             if isinstance(usable, Result):
@@ -224,14 +259,12 @@ class Terminal:
             plan, deltas = rules.plan_debit(card, amount, purse, ctx.limits,
                                             allow_partial=allow_partial)
             decision = rules.combine(usable.decision, plan)
-            decision = self._last_gates(ctx, usable, rules.total(deltas), decision)
             if not decision.approved:
                 return Result(decision, CardView.of(card, ctx.today))
             data = {"supervisor": usable.supervisor} if usable.supervisor else {}
-            entry = self._commit_debit(ctx, "redeem", card, deltas, cashier_id, shift, data)
-            return Result(decision, CardView.of(card.after(deltas), ctx.today), entry)
+            return _Staged("redeem", usable, tuple(deltas), decision, cashier_id, shift, data)
 
-        return self.store.write(job)
+        return self._debit(prepare, second_factor)
 
     def void(self, entry_id: str, *, supervisor_pin: str | None, supervisor: str | None = None,
              cashier: str | None = None) -> Result:
@@ -312,11 +345,11 @@ class Terminal:
 
     def buyback(self, credential: Credential, *, pin: str | None = None,
                 cashier: str | None = None, supervisor_pin: str | None = None,
-                supervisor: str | None = None) -> Result:
+                supervisor: str | None = None,
+                second_factor: tuple[str, str] | None = None) -> Result:
         """Pay the quoted price for the card's whole balance and close the card."""
-        def job(conn: sqlite3.Connection) -> Result:
-            ctx = self._context(conn)
-            shift, cashier_id = people.current_shift(conn, cashier)
+        def prepare(ctx: _Context) -> _Staged | Result:
+            shift, cashier_id = people.current_shift(ctx.conn, cashier)
             usable = self._usable_card(ctx, credential, pin, cashier_id, shift,
                                        supervisor_pin=supervisor_pin, supervisor=supervisor)
             if isinstance(usable, Result):
@@ -331,29 +364,24 @@ class Terminal:
             if usable.supervisor:
                 data["supervisor"] = usable.supervisor
             elif q.price > ctx.limits.buyback_supervisor_above:
-                sup = people.check_supervisor(conn, supervisor_pin, supervisor, ctx.limits)
+                sup = people.check_supervisor(ctx.conn, supervisor_pin, supervisor, ctx.limits)
                 if not sup.decision.approved:
                     return Result(sup.decision, view, quote=q)
                 data["supervisor"] = sup.cashier_id
-            deltas = rules.debit_all(card)
-            decision = self._last_gates(ctx, usable, rules.total(deltas), decision)
-            if not decision.approved:
-                return Result(decision, view, quote=q)
-            entry = self._commit_debit(ctx, "buyback", card, deltas, cashier_id, shift, data)
-            queries.set_card_status(conn, card.number, CardStatus.CLOSED)
-            return Result(decision, ctx.card_view(card.number), entry, q)
+            return _Staged("buyback", usable, tuple(rules.debit_all(card)), decision, cashier_id,
+                           shift, data, closes=True, quote=q)
 
-        return self.store.write(job)
+        return self._debit(prepare, second_factor)
 
     def transfer(self, source: Credential, target: Credential, *, pin: str | None = None,
                  cashier: str | None = None, supervisor_pin: str | None = None,
-                 supervisor: str | None = None) -> Result:
+                 supervisor: str | None = None,
+                 second_factor: tuple[str, str] | None = None) -> Result:
         """Move every purse of `source` to the same purse of `target` and close `source`
         (a damaged card replaced, or two cards merged). Needs a supervisor."""
-        def job(conn: sqlite3.Connection) -> Result:
-            ctx = self._context(conn)
-            shift, cashier_id = people.current_shift(conn, cashier)
-            sup = people.check_supervisor(conn, supervisor_pin, supervisor, ctx.limits)
+        def prepare(ctx: _Context) -> _Staged | Result:
+            shift, cashier_id = people.current_shift(ctx.conn, cashier)
+            sup = people.check_supervisor(ctx.conn, supervisor_pin, supervisor, ctx.limits)
             if not sup.decision.approved:
                 return Result(sup.decision)
             usable = self._usable_card(ctx, source, pin, cashier_id, shift,
@@ -361,27 +389,97 @@ class Terminal:
             if isinstance(usable, Result):
                 return usable
             src = usable.card
-            dst_presented = resolve(conn, target, ctx.now, ctx.limits.code_skew_seconds)
+            dst_presented = resolve(ctx.conn, target, ctx.now, ctx.limits.code_skew_seconds)
             dst = dst_presented.card
             if dst is None:
                 return Result(dst_presented.decision, CardView.of(src, ctx.today))
             if dst.number == src.number:
                 raise BadInput("same_card")
             decision = rules.combine(usable.decision, rules.card_state(
-                dst, ctx.today, ctx.limits, denylisted=queries.is_denylisted(conn, dst.number)),
+                dst, ctx.today, ctx.limits, denylisted=queries.is_denylisted(ctx.conn, dst.number)),
                 _fits(src, dst, ctx.limits))
-            debits = rules.debit_all(src)
-            decision = self._last_gates(ctx, usable, rules.total(debits), decision)
             if not decision.approved:
                 return Result(decision, CardView.of(src, ctx.today))
+            debits = rules.debit_all(src)
             credits = [Delta(dst.number, dst.program, d.purse, -d.amount, d.currency)
                        for d in debits]
-            entry = self._commit_debit(ctx, "transfer", src, [*debits, *credits], cashier_id,
-                                       shift, {"to": dst.number, "supervisor": sup.cashier_id})
-            queries.set_card_status(conn, src.number, CardStatus.CLOSED)
-            return Result(decision, ctx.card_view(dst.number), entry)
+            return _Staged("transfer", usable, (*debits, *credits), decision, cashier_id, shift,
+                           {"to": dst.number, "supervisor": sup.cashier_id}, closes=True,
+                           show=dst.number)
 
-        return self.store.write(job)
+        return self._debit(prepare, second_factor)
+
+    # -- debits: offline, or authorized online first -------------------------------------------
+
+    def _debit(self, prepare: Callable[[_Context], _Staged | Result],
+               second_factor: tuple[str, str] | None) -> Result:
+        """Run a debit. Offline (no authorizer, or the server known unreachable): one write
+        job — checks, offline limits, commit. Online: the checks in one job (a wrong PIN is
+        committed there), the server asked *outside* any store transaction (the writer is
+        never held across the network), then the commit in a second job. No answer in time
+        means the offline path, from a fresh look at the card."""
+        def offline(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            staged = prepare(ctx)
+            if isinstance(staged, Result):
+                return staged
+            decision = self._last_gates(ctx, staged.usable, rules.total(staged.debits),
+                                        staged.decision)
+            if not decision.approved:
+                return Result(decision, CardView.of(staged.card, ctx.today), quote=staged.quote)
+            return self._commit(ctx, staged, decision, hold=None)
+
+        if self.authorizer is None or not self.authorizer.ready():
+            return self.store.write(offline)
+        staged = self.store.write(lambda conn: prepare(self._context(conn)))
+        if isinstance(staged, Result):
+            return staged
+        request = HoldRequest(journal.new_id(), staged.card.number, staged.kind, tuple(
+            HeldPurse(d.purse, -d.amount, d.currency) for d in staged.debits), second_factor)
+        answer = self.authorizer.authorize(request)
+        if answer is None:
+            return self.store.write(offline)
+        if not answer.approved:
+            shown = self.store.read(lambda conn: self._context(conn).card_view(
+                staged.card.number))
+            return Result(_server_decline(answer), shown, quote=staged.quote)
+
+        def online(conn: sqlite3.Connection) -> Result:
+            ctx = self._context(conn)
+            if answer.branch_only:  # a relay without its central server: limits apply too
+                decision = self._last_gates(ctx, staged.usable, rules.total(staged.debits),
+                                            staged.decision)
+            else:
+                decision = rules.combine(staged.decision, consume_code(
+                    conn, staged.usable.presented, ctx.now, ctx.limits.code_skew_seconds))
+            if not decision.approved:  # the hold is never used and expires
+                return Result(decision, ctx.card_view(staged.card.number), quote=staged.quote)
+            return self._commit(ctx, staged, decision, hold=answer.hold_id,
+                                online=not answer.branch_only)
+
+        return self.store.write(online)
+
+    def _commit(self, ctx: _Context, staged: _Staged, decision: Decision, hold: str | None,
+                online: bool = False) -> Result:
+        """Commit an approved debit: offline exposure (unless the central server approved
+        it), balances, the entry (naming its hold), and closing the source card for a buyback
+        or transfer."""
+        card = staged.card
+        data = dict(staged.data)
+        if not online:
+            taken = rules.total(staged.debits)
+            queries.add_card_day(ctx.conn, card.number, ctx.today, taken)
+            queries.add_offline_total(ctx.conn, taken)
+        if hold is not None:
+            data["hold"] = hold
+            # The server approved against its ledger; a pull since the checks may have lowered
+            # the cached balance, which then follows the server down to zero, never below.
+            card = queries.load_card(ctx.conn, number=card.number) or card
+        entry = ctx.append_money(staged.kind, card, staged.deltas, staged.cashier_id,
+                                 staged.shift, data, online=online, clamp=hold is not None)
+        if staged.closes:
+            queries.set_card_status(ctx.conn, card.number, CardStatus.CLOSED)
+        return Result(decision, ctx.card_view(staged.show or card.number), entry, staged.quote)
 
     # -- shared steps -------------------------------------------------------------------------
 
@@ -435,14 +533,6 @@ class Terminal:
                 ctx.conn, usable.presented, ctx.now, ctx.limits.code_skew_seconds))
         return decision
 
-    def _commit_debit(self, ctx: _Context, kind: str, card: Card, deltas: Sequence[Delta],
-                      cashier_id: str, shift: str, data: dict[str, Any]) -> journal.Entry:
-        """Count the offline exposure, apply the deltas and append the entry (one transaction)."""
-        taken = sum(-d.amount for d in deltas if d.amount < 0 and d.card == card.number)
-        queries.add_card_day(ctx.conn, card.number, ctx.today, taken)
-        queries.add_offline_total(ctx.conn, taken)
-        return ctx.append_money(kind, card, deltas, cashier_id, shift, data)
-
 
 def _masked(entry: journal.Entry) -> dict[str, Any]:
     """An entry as shown to people and scripts: every card number masked (the journal itself,
@@ -454,6 +544,18 @@ def _masked(entry: journal.Entry) -> dict[str, Any]:
     if "to" in shown["data"]:
         shown["data"] = {**shown["data"], "to": mask(shown["data"]["to"])}
     return shown
+
+
+def _server_decline(answer: HoldAnswer) -> Decision:
+    """The server's "no", in the terminal's terms: its reason if the terminal knows the code,
+    else `declined_online` naming it (a newer server may have new reasons)."""
+    try:
+        reason = Reason(str(answer.reason))
+    except ValueError:
+        return Decision(Outcome.DECLINE, (Reason.DECLINED_ONLINE,), {"code": str(answer.reason)})
+    if reason is Reason.SECOND_FACTOR_REQUIRED:
+        return Decision(Outcome.NEEDS_SECOND_FACTOR, (reason,), dict(answer.params))
+    return Decision(Outcome.DECLINE, (reason,), dict(answer.params))
 
 
 def _positive(amount: int) -> None:

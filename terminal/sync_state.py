@@ -107,6 +107,26 @@ def checksum(page: dict[str, Any]) -> str:
         {k: v for k, v in page.items() if k != "checksum"})).hexdigest()
 
 
+def parse_pull(raw: bytes) -> dict[str, Any]:
+    """A pulled page from the bytes of the server's answer, its checksum checked (SyncError
+    `bad_checksum`; ValueError when it is not a JSON object). Called on the fetching thread, so
+    the store's writer does not pay for it. This project's server sends the canonical JSON of
+    the body with the checksum appended as the last member: then the bytes themselves are
+    hashed (no re-serialization). Any other form is checked as documented, over the parsed
+    object."""
+    page = json.loads(raw)
+    if not isinstance(page, dict):
+        raise ValueError("the page is not a JSON object")
+    head, _sep, tail = raw.rpartition(b',"checksum":"')
+    stated = page.get("checksum")
+    if isinstance(stated, str) and tail == stated.encode("ascii", "replace") + b'"}' \
+            and hashlib.sha256(head + b"}").hexdigest() == stated:
+        return page
+    if stated != checksum(page):
+        raise SyncError("bad_checksum")
+    return page
+
+
 @dataclass(frozen=True)
 class PullSummary:
     cursor: int
@@ -121,28 +141,58 @@ class PullSummary:
                 "denylist": self.denylist, "keys": self.keys, "more": self.more}
 
 
-def apply_pull(conn: sqlite3.Connection, page: dict[str, Any]) -> PullSummary:
-    """Apply one pulled page inside the caller's write transaction (all of it or none)."""
-    if not isinstance(page, dict) or page.get("checksum") != checksum(page):
+class PendingDeltas:
+    """This terminal's entries the server has not applied, summed per (card, purse), for the
+    pages of one sync round: the first page sums them, later pages add only the entries
+    journalled since (the journal is append-only), and a moved acknowledgement starts over. So
+    a redemption made while a round pages is counted, and a round of many pages does not
+    re-read the whole unpushed journal per page. Used on the store's writer thread only."""
+
+    def __init__(self) -> None:
+        self._acked = -1
+        self._head = 0
+        self.sums: dict[tuple[str, str], int] = defaultdict(int)
+
+    def refresh(self, conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+        acked = acked_seq(conn)
+        if acked != self._acked:
+            self._acked, self._head, self.sums = acked, acked, defaultdict(int)
+        head = int(conn.execute("SELECT coalesce(max(seq), 0) FROM journal").fetchone()[0])
+        if head > self._head:
+            for e in journal.entries(conn, "seq > ? AND seq <= ?", (max(self._head, acked),
+                                                                   head)):
+                for d in e.deltas:
+                    self.sums[(d.card, d.purse)] += d.amount
+            self._head = head
+        return self.sums
+
+
+# A reset snapshot rewrites the whole cache: a bigger page cache (KiB, negative = size) keeps the
+# cards' and purses' B-trees in memory while it loads. Durability is unchanged: every page still
+# COMMITs with the store's synchronous=FULL. Back to SQLite's default once the snapshot is done.
+SNAPSHOT_CACHE_KIB = 65_536
+DEFAULT_CACHE_KIB = 2_000
+
+
+def apply_pull(conn: sqlite3.Connection, page: dict[str, Any],
+               pending: PendingDeltas | None = None, *, checked: bool = False) -> PullSummary:
+    """Apply one pulled page inside the caller's write transaction (all of it or none).
+    `pending`: the round's `PendingDeltas` (a fresh one when None). `checked`: the page comes
+    from `parse_pull`, which checked its checksum already."""
+    if not isinstance(page, dict) or (not checked and page.get("checksum") != checksum(page)):
         raise SyncError("bad_checksum")
     try:
         if page["reset"]:
+            conn.execute(f"PRAGMA cache_size = -{SNAPSHOT_CACHE_KIB}")
             conn.execute("DELETE FROM purses")
             conn.execute("DELETE FROM cards")
             conn.execute("DELETE FROM denylist")
-        pending: dict[tuple[str, str], int] = defaultdict(int)
-        for e in _pending(conn):
-            for d in e.deltas:
-                pending[(d.card, d.purse)] += d.amount
-        for card in page["cards"]:
-            _put_card(conn, card, pending)
-        for item in page["denylist"]:
-            if item["listed"]:
-                conn.execute("INSERT OR REPLACE INTO denylist (card, reason, added_at)"
-                             " VALUES (?, ?, datetime('now'))",
-                             (item["card"], item["reason"] or ""))
-            else:
-                conn.execute("DELETE FROM denylist WHERE card = ?", (item["card"],))
+        _put_card(conn, page["cards"], (pending or PendingDeltas()).refresh(conn))
+        listed = [(i["card"], i["reason"] or "") for i in page["denylist"] if i["listed"]]
+        conn.executemany("INSERT OR REPLACE INTO denylist (card, reason, added_at)"
+                         " VALUES (?, ?, datetime('now'))", listed)
+        conn.executemany("DELETE FROM denylist WHERE card = ?",
+                         [(i["card"],) for i in page["denylist"] if not i["listed"]])
         for key in page["keys"]:
             if key["revoked"]:
                 conn.execute("DELETE FROM keys WHERE key_id = ?", (key["key_id"],))
@@ -151,33 +201,52 @@ def apply_pull(conn: sqlite3.Connection, page: dict[str, Any]) -> PullSummary:
                              " VALUES (?, ?, datetime('now'))",
                              (key["key_id"], bytes.fromhex(key["public_key_hex"])))
         if page.get("limits") is not None:
-            queries.save_limits(conn, Limits.from_json(page["limits"]))
+            # The server sends the members it manages; the others stay as this terminal has
+            # them (docs/server-api.md).
+            queries.save_limits(conn, Limits.from_json(
+                {**queries.load_limits(conn).as_json(), **page["limits"]}))
         if page.get("prices") is not None:
             BuybackTable.from_json(page["prices"])
             queries.set_meta(conn, "buyback", json.dumps(page["prices"], sort_keys=True))
         cursor = int(page["cursor"])
         queries.set_meta(conn, "sync_cursor", str(cursor))
+        if not page["more"]:
+            conn.execute(f"PRAGMA cache_size = -{DEFAULT_CACHE_KIB}")
     except (KeyError, TypeError, ValueError) as exc:
         raise SyncError("bad_pull_page", detail=f"{type(exc).__name__}: {exc}") from exc
     return PullSummary(cursor, bool(page["reset"]), len(page["cards"]), len(page["denylist"]),
                        len(page["keys"]), bool(page["more"]))
 
 
-def _put_card(conn: sqlite3.Connection, card: dict[str, Any],
+def _put_card(conn: sqlite3.Connection, cards: list[dict[str, Any]],
               pending: dict[tuple[str, str], int]) -> None:
-    """Upsert a card and its purses; balance = server ledger + this terminal's pending deltas
-    (never below 0 here: an overspent card is denylisted by the server anyway)."""
-    number, uid = str(card["number"]), card["uid"]
-    if uid is not None:
-        conn.execute("UPDATE cards SET uid = NULL WHERE uid = ? AND number != ?", (uid, number))
-    conn.execute(
+    """Upsert a page's cards and replace their purses in a few statements per page;
+    balance = server balance + this terminal's pending deltas (never below 0 here: an
+    overspent card is denylisted by the server anyway).
+
+    Two lookups first (the page's keys as one JSON array) find the cards already held and the
+    UIDs held by other cards, so the per-card work — dropping old purses, moving a UID off
+    another card (the index is unique) — is done only where it is needed: a snapshot into an
+    empty cache is two bulk inserts."""
+    rows = [(str(c["number"]), c["uid"], c["program"], c["status"], c["expiry"], c["pin_hash"])
+            for c in cards]
+    numbers = json.dumps([r[0] for r in rows])
+    held = [number for (number,) in conn.execute(
+        "SELECT number FROM cards WHERE number IN (SELECT value FROM json_each(?))", (numbers,))]
+    uids = json.dumps([r[1] for r in rows if r[1] is not None])
+    taken = dict(conn.execute("SELECT uid, number FROM cards WHERE uid IS NOT NULL"
+                              " AND uid IN (SELECT value FROM json_each(?))", (uids,)).fetchall())
+    conn.executemany("UPDATE cards SET uid = NULL WHERE uid = ? AND number != ?",
+                     [(r[1], r[0]) for r in rows if r[1] in taken and taken[r[1]] != r[0]])
+    conn.executemany(
         "INSERT INTO cards (number, uid, program, status, expiry, pin_hash) VALUES (?,?,?,?,?,?)"
         " ON CONFLICT (number) DO UPDATE SET uid = excluded.uid, program = excluded.program,"
         " status = excluded.status, expiry = excluded.expiry, pin_hash = excluded.pin_hash",
-        (number, uid, card["program"], card["status"], card["expiry"], card["pin_hash"]))
-    conn.execute("DELETE FROM purses WHERE card = ?", (number,))
+        rows)
+    conn.executemany("DELETE FROM purses WHERE card = ?", [(n,) for n in held])
     conn.executemany(
         "INSERT INTO purses (card, name, position, currency, balance) VALUES (?, ?, ?, ?, ?)",
         [(number, p["name"], i, p["currency"],
           max(int(p["balance"]) + pending.get((number, p["name"]), 0), 0))
-         for i, p in enumerate(card["purses"], start=1)])
+         for (number, *_rest), c in zip(rows, cards, strict=True)
+         for i, p in enumerate(c["purses"], start=1)])

@@ -6,6 +6,8 @@ import argparse
 import importlib
 from collections.abc import Iterator
 
+import pytest
+
 from cardpos.cli import build_parser
 
 
@@ -31,3 +33,25 @@ def test_every_command_has_a_real_handler() -> None:
             continue
         module, name = target
         assert callable(getattr(importlib.import_module(module), name)), path
+
+
+def parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+            ) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from parsers(sub, (*path, name))
+
+
+def test_every_command_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """`cardpos ... --help` works for every command and group (a help text that argparse
+    cannot format is a crash a person meets first)."""
+    seen = 0
+    for path, _parser in parsers(build_parser()):
+        with pytest.raises(SystemExit) as done:
+            build_parser().parse_args([*path, "--help"])
+        assert done.value.code == 0, path
+        assert "usage: cardpos" in capsys.readouterr().out, path
+        seen += 1
+    assert seen > 40

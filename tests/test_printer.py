@@ -36,6 +36,7 @@ from terminal.ports import DeviceState, DeviceStatus
 from terminal.receipt import Receipt, build_receipt
 from tests.conftest import Till
 from tests.needs import require
+from tests.serving import free_port
 
 CARD_NUMBER = "79927398713"
 PAPER_OK, PAPER_LOW, PAPER_END = 0x12, 0x1E, 0x72
@@ -115,13 +116,6 @@ def entry(till: Till) -> Entry:
 @pytest.fixture
 def receipt(entry: Entry) -> Receipt:
     return build_receipt(entry, "Europe/Vienna", "en")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def text_lines(data: bytes) -> list[bytes]:

@@ -5,9 +5,6 @@ a real PostgreSQL (every API test on both), with entries made by the terminal co
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,10 +40,10 @@ from tests.server_support import (
     run_cli,
     write_csv,
 )
+from tests.serving import serve
 from tests.test_server_ledger import resign, some_work
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_S = 10.0
 
 
 # -- a live server --------------------------------------------------------------------------------
@@ -92,12 +89,6 @@ def t2(tmp_path: Path, clock: Clock) -> Iterator[Till]:
         till.store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Api:
     base: str
@@ -129,22 +120,10 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
     engine = make_engine(db_url)
     issuer.import_cards(engine, write_csv(tmp_path / "server-cards.csv", *ROWS))
     app = create_app(db_url)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_S
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with serve(app) as base, httpx.Client(base_url=base, timeout=30) as client:
             yield Api(base, engine, client)
     finally:
-        server.should_exit = True
-        thread.join(STARTUP_S)
         app.state.engine.dispose()
         engine.dispose()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -21,15 +20,10 @@ from terminal import sync_state
 from terminal.credentials import NfcUid
 from terminal.sync_state import SyncError
 from tests.conftest import Till
+from tests.serving import free_port
 
 FUEL = "79927398713"
 UID = NfcUid("04A1B2C3")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -143,19 +137,28 @@ def test_a_terminal_enrols_pulls_redeems_and_pushes(server: tuple[str, str],
     assert first["pulled_cards"] == 2 and first["pending"] == 0
     cli("cashiers", "add", "--data", data, "ann", "--pin", "1111")
     cli("shift", "open", "--data", data, "--cashier", "ann", "--pin", "1111")
-    assert cli("redeem", "--data", data, "--uid", "04A1B2C3", "--amount", "12.50")["outcome"] \
-        == "approve"
-    assert cli("status", "--data", data)["pending"] == 2  # shift_open and the redemption
-    second = cli("sync", "--data", data)
-    assert (second["pushed"], second["pending"], second["rejected"]) == (2, 0, [])
+    # Enrolled and online: the server authorizes, and the entry is pushed at once (with the
+    # shift_open before it), settling the hold.
+    online = cli("redeem", "--data", data, "--uid", "04A1B2C3", "--amount", "12.50")
+    assert online["outcome"] == "approve" and online["entry"]["online"] is True
+    assert cli("status", "--data", data)["pending"] == 0
     shown = cli("server", "card", "show", "--db", db, FUEL)
     assert [p["balance"] for p in shown["purses"]] == [37_50]
+    # --offline decides by the offline rules and leaves the entry for the next sync.
+    offline = cli("redeem", "--data", data, "--uid", "04A1B2C3", "--amount", "2.50",
+                  "--offline")
+    assert offline["outcome"] == "approve" and offline["entry"]["online"] is False
+    assert cli("status", "--data", data)["pending"] == 1
+    second = cli("sync", "--data", data)
+    assert (second["pushed"], second["pending"], second["rejected"]) == (1, 0, [])
+    shown = cli("server", "card", "show", "--db", db, FUEL)
+    assert [p["balance"] for p in shown["purses"]] == [35_00]
     again = cli("sync", "--data", data)  # nothing new: nothing pushed twice
     assert (again["pushed"], again["duplicates"]) == (0, 0)
     status = cli("status", "--data", data)
     assert (status["online"], status["pending"], status["server"]) == (True, 0, url)
     assert cli("inquire", "--data", data, "--uid", "04A1B2C3")["card"]["purses"][0][
-        "balance"] == 37_50
+        "balance"] == 35_00
 
 
 def test_the_loop_syncs_in_the_background(server: tuple[str, str], card: Till) -> None:

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from starlette.exceptions import HTTPException
 
 from sync import protocol
-from sync.server import auth, pull
+from sync.server import auth, holds, pull, relayed
 from sync.server.db import make_engine
 from sync.server.ledger import AFTER_REJECTED, PushResult, Rejection, apply_push
 from terminal.errors import BadInput, CardposError, NotFound, StateError, StoreError
+
+if TYPE_CHECKING:
+    from sync.server.relay import RelayLink
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +70,19 @@ def _error(status: int, code: str, message: str, details: list[dict[str, Any]] |
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(db_url: str, *, engine: Engine | None = None) -> FastAPI:
-    """The API over the database at `db_url` (already migrated: `cardpos server migrate`)."""
+def create_app(db_url: str, *, engine: Engine | None = None,
+               hold_ttl: timedelta = holds.DEFAULT_TTL, relay: RelayLink | None = None,
+               second_factor: holds.SecondFactorPolicy | None = None) -> FastAPI:
+    """The API over the database at `db_url` (already migrated: `cardpos server migrate`).
+    `hold_ttl`: how long an online authorization's hold counts if its entry never arrives.
+    `second_factor`: how one-time codes reach card holders' phones (None: never asked).
+    `relay`: this server is a branch relay (docs/relay.md); its link runs with the app's
+    lifespan and confirms the branch's authorizations upstream."""
     eng = engine or make_engine(db_url, pool_pre_ping=True)
     app = FastAPI(title="cardpos server", version=protocol.API_VERSION,
                   description="Enrolment, journal push and cache pull for cardpos terminals. "
-                              "See docs/server-api.md.")
+                              "See docs/server-api.md.",
+                  lifespan=relay.lifespan if relay is not None else None)
     app.state.engine = eng
     _handlers(app)
 
@@ -100,14 +111,39 @@ def create_app(db_url: str, *, engine: Engine | None = None) -> FastAPI:
         """Apply a batch of the terminal's journal entries, in its order, exactly once."""
         return _wire(_push(eng, who.terminal_id, req.entries))
 
+    @app.post("/v1/relay/push", response_model=protocol.PushResponse, tags=["sync"],
+              responses=_ERROR_RESPONSES)
+    def relay_push(req: protocol.RelayPushRequest, who: Terminal) -> dict[str, Any]:
+        """A branch relay forwards entries of a terminal it serves (relay credentials only;
+        the terminal is registered under the relay's branch on first use)."""
+        relayed.register(eng, who, req.terminal)
+        return _wire(_push(eng, req.terminal, req.entries))
+
+    @app.post("/v1/authorize", response_model=protocol.AuthorizeResponse, tags=["sync"],
+              responses=_ERROR_RESPONSES)
+    def authorize(req: protocol.AuthorizeRequest, who: Terminal) -> dict[str, Any]:
+        """Hold the amounts of a debit on the card's purses while the terminal commits it; the
+        hold is settled when the entry is pushed and expires if it never comes."""
+        verdict = holds.authorize(eng, holds.Request(
+            who.terminal_id, who.branch, req.hold_id, req.card, req.kind,
+            [(p.purse, p.amount, p.currency) for p in req.purses],
+            (req.second_factor.challenge, req.second_factor.code) if req.second_factor
+            else None), ttl=hold_ttl, second_factor=second_factor)
+        if relay is not None:  # a branch relay: the branch's hold, then upstream's word
+            verdict = relay.confirm(req, verdict)
+        return verdict.as_json()
+
     @app.get("/v1/pull", response_model=protocol.PullResponse, tags=["sync"],
              responses=_ERROR_RESPONSES)
     def pull_changes(who: Terminal,
                      cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
                      limit: Annotated[int, Query(ge=1, le=protocol.MAX_PULL_LIMIT)]
-                     = protocol.DEFAULT_PULL_LIMIT) -> dict[str, Any]:
-        """Cards, denylist and keys changed after `cursor` (a full snapshot when `reset`)."""
-        return pull.pull(eng, cursor, limit, who.branch)
+                     = protocol.DEFAULT_PULL_LIMIT) -> Response:
+        """Cards, denylist, keys, limits and prices changed after `cursor` for this terminal
+        (its branch's cards and those of no branch; a full snapshot when `reset`)."""
+        # Pre-serialized canonical JSON (sync/server/pull.py): the response model documents
+        # the answer but is not re-validated, which cost more than building the page.
+        return Response(pull.pull_json(eng, cursor, limit, who), media_type="application/json")
 
     return app
 

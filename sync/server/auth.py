@@ -45,6 +45,11 @@ class Identity:
 
     terminal_id: str
     branch: str | None
+    #: TERMINAL, or RELAY: a branch relay, which may push for the terminals it serves.
+    role: str = "terminal"
+
+
+TERMINAL, RELAY = "terminal", "relay"
 
 
 def _sha256(text: str) -> str:
@@ -61,8 +66,9 @@ def _aware(moment: datetime) -> datetime:
 
 
 def make_enrol_code(engine: Engine, terminal_id: str, branch: str | None = None, *,
-                    now: datetime | None = None) -> str:
-    """A fresh one-time code that enrols `terminal_id` (in `branch`) within 24 hours."""
+                    now: datetime | None = None, role: str = TERMINAL) -> str:
+    """A fresh one-time code that enrols `terminal_id` (in `branch`, as a `role`) within 24
+    hours."""
     if not TERMINAL_ID.match(terminal_id):
         raise BadInput("bad_terminal_id", terminal_id=terminal_id)
     now = now or utc_now()
@@ -75,7 +81,7 @@ def make_enrol_code(engine: Engine, terminal_id: str, branch: str | None = None,
             raise StateError("terminal_revoked", terminal=terminal_id)
         conn.execute(sa.insert(enrol_codes).values(
             code_hash=_sha256(normalize_code(code)), terminal=terminal_id, branch=branch,
-            created_at=now, expires_at=now + CODE_TTL, used_at=None))
+            created_at=now, expires_at=now + CODE_TTL, used_at=None, role=role))
     return code
 
 
@@ -102,21 +108,26 @@ def enrol(engine: Engine, code: str, terminal_id: str, *, now: datetime | None =
                             .values(used_at=now))
         if used.rowcount != 1:  # a concurrent enrolment won
             raise AuthError(403, "enrol_code_used", "This enrolment code has been used.")
-        term = conn.execute(sa.select(terminals.c.revoked, terminals.c.branch)
+        term = conn.execute(sa.select(terminals.c.revoked, terminals.c.branch,
+                                      terminals.c.role)
                             .where(terminals.c.id == terminal_id).with_for_update()).first()
         branch = row.branch
         if term is None:
             conn.execute(sa.insert(terminals).values(
                 id=terminal_id, branch=branch, credential_hash=_sha256(credential),
-                revoked=False, last_seq=0, last_hash=GENESIS_HASH, enrolled_at=now))
+                revoked=False, last_seq=0, last_hash=GENESIS_HASH, enrolled_at=now,
+                role=row.role))
         elif term.revoked:
             raise AuthError(403, "terminal_revoked", "This terminal has been revoked.")
+        elif term.role != row.role:  # a till's id cannot become a relay's, nor the reverse
+            raise AuthError(409, "enrol_role_conflict",
+                            f"This code enrols a {row.role}, but {terminal_id} is a {term.role}.")
         else:
             branch = branch if branch is not None else term.branch
             conn.execute(sa.update(terminals).where(terminals.c.id == terminal_id)
                          .values(credential_hash=_sha256(credential), branch=branch,
                                  enrolled_at=now))
-    return Identity(terminal_id, branch), credential
+    return Identity(terminal_id, branch, str(row.role)), credential
 
 
 def authenticate(engine: Engine, authorization: str | None) -> Identity:
@@ -127,10 +138,11 @@ def authenticate(engine: Engine, authorization: str | None) -> Identity:
     if scheme.lower() != "bearer" or not credential:
         raise AuthError(401, "unauthorized", "A terminal credential is required.")
     with engine.connect() as conn:
-        row = conn.execute(sa.select(terminals.c.id, terminals.c.branch, terminals.c.revoked)
+        row = conn.execute(sa.select(terminals.c.id, terminals.c.branch, terminals.c.revoked,
+                                     terminals.c.role)
                            .where(terminals.c.credential_hash == _sha256(credential))).first()
     if row is None:
         raise AuthError(401, "unauthorized", "The terminal credential is not valid.")
     if row.revoked:
         raise AuthError(403, "terminal_revoked", "This terminal has been revoked.")
-    return Identity(str(row.id), row.branch)
+    return Identity(str(row.id), row.branch, str(row.role))

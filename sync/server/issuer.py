@@ -1,4 +1,5 @@
-"""Issuer operations on the server: import cards, show a card, freeze / report lost / unfreeze.
+"""Issuer operations on the server: import cards, show a card, freeze / report lost / unfreeze,
+activate (with an opening load), top up, close.
 
 The import reads the terminal's CSV format with the terminal's own row checks
 (`terminal.card_import`), all or nothing, and posts every opening balance to the ledger as an
@@ -31,16 +32,22 @@ from sync.server.schema import (
 )
 from terminal.card_import import Collector, ImportSummary, read_rows
 from terminal.errors import BadInput, ImportRejected, NotFound, StateError
+from terminal.limits import Limits
 from terminal.luhn import normalize_card_number
+from terminal.money import format_minor, parse_major
 from terminal.pin import hash_pin, is_encoded_hash
 
 _CHUNK = 500
 ISSUER = "issuer"
+_DEFAULT_LIMITS = Limits()
 
 
-def import_cards(engine: Engine, path: Path, *, now: datetime | None = None) -> ImportSummary:
+def import_cards(engine: Engine, path: Path, *, now: datetime | None = None,
+                 branch: str | None = None) -> ImportSummary:
     """Import a card CSV (the terminal's columns and rules); ImportRejected if any row is bad,
-    and then nothing is imported. Cards already on the server are errors (`card_exists`)."""
+    and then nothing is imported. Cards already on the server are errors (`card_exists`).
+    `branch`: the cards are valid in that branch only (None: in every branch; see
+    sync/server/pull.py)."""
     now = now or utc_now()
     errors = Collector()
     seen: dict[str, tuple[Any, ...]] = {}
@@ -63,7 +70,7 @@ def import_cards(engine: Engine, path: Path, *, now: datetime | None = None) -> 
                               "status": row["status"],
                               "expiry": date.fromisoformat(row["expiry"]) if row["expiry"]
                               else None, "pin_hash": row["pin"], "created_at": now,
-                              "updated_at": now})
+                              "updated_at": now, "branch": branch})
         elif seen[number] != attrs:
             errors.add(line, "", "card_rows_disagree", number=number)
             continue
@@ -232,3 +239,204 @@ def _change(engine: Engine, number: str, new: str | None, allowed: tuple[str, ..
         set_status(conn, number, new, ISSUER, now, log=log)
         log.flush(conn)
     return new
+
+
+# -- activate, top up, close ----------------------------------------------------------------------
+#
+# Each is one transaction: the card's purses and then the card are locked (the order a push locks
+# them in, so an issuer operation and a terminal's push of the same card queue up instead of
+# deadlocking), the balance moves by a conditional `balance = balance + :amount` with a ledger
+# posting (terminal NULL: the issuer's), the status changes through `ledger.set_status`, and the
+# card goes to the change log so terminals pull the new balance. Amounts are bounded by
+# `Limits.max_topup` and `Limits.max_purse_balance`, in minor units of the purse's currency.
+
+# An amount: minor units (int) or text in major units as a person types it ("12.50"), read in
+# the currency of the purse it goes to.
+Amount = int | str
+CLOSABLE = ("active", "not_activated", "frozen", "lost", "expired")
+
+
+@dataclass(frozen=True)
+class Movement:
+    """What an activation or top-up did: the card's status and the purse's new balance."""
+
+    number: str
+    status: str
+    purse: str
+    currency: str
+    amount: int
+    balance: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"number": self.number, "status": self.status, "purse": self.purse,
+                "currency": self.currency, "amount": self.amount, "balance": self.balance}
+
+
+@dataclass(frozen=True)
+class Closing:
+    """A closed card and what was posted out of each purse (positive amounts)."""
+
+    number: str
+    paid_out: tuple[PurseInfo, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"number": self.number, "status": "closed",
+                "paid_out": [{"purse": p.name, "currency": p.currency, "amount": p.balance}
+                             for p in self.paid_out]}
+
+
+@dataclass(frozen=True)
+class _Purse:
+    id: int
+    name: str
+    currency: str
+    balance: int
+
+
+@dataclass(frozen=True)
+class _Locked:
+    number: str
+    status: str
+    expiry: date | None
+    purses: tuple[_Purse, ...]
+
+    def purse(self, name: str | None) -> _Purse:
+        """The named purse, or the card's first one."""
+        for p in self.purses:
+            if name is None or p.name == name:
+                return p
+        raise NotFound("unknown_purse", card=self.number, purse=name or "")
+
+
+def activate(engine: Engine, number: str, amount: Amount = 0, *, purse: str | None = None,
+             limits: Limits = _DEFAULT_LIMITS, now: datetime | None = None) -> Movement:
+    """Not activated -> active, with an opening load (0 = none) posted as "activate"."""
+    now = now or utc_now()
+    with engine.begin() as conn:
+        log = ChangeLog()
+        done = activate_in(conn, number, amount, purse, limits, now, log)
+        log.flush(conn)
+    return done
+
+
+def activate_in(conn: Connection, number: str, amount: Amount, purse: str | None,
+                limits: Limits, now: datetime, log: ChangeLog) -> Movement:
+    """`activate` inside the caller's transaction (a bulk order's line); the caller flushes
+    `log` just before COMMIT."""
+    card = _lock(conn, number)
+    if card.status == "active":
+        raise StateError("already_active", number=card.number)
+    if card.status != "not_activated":
+        raise StateError("status_change_refused", status=card.status, to="active")
+    _check_expiry(card, now)
+    target = card.purse(purse)
+    minor = _minor(amount, target.currency, allow_zero=True)
+    balance = _credit(conn, card, target, minor, "activate", limits, now, log)
+    set_status(conn, card.number, "active", ISSUER, now, only_from=("not_activated",), log=log)
+    return Movement(card.number, "active", target.name, target.currency, minor, balance)
+
+
+def topup(engine: Engine, number: str, amount: Amount, *, purse: str | None = None,
+          limits: Limits = _DEFAULT_LIMITS, now: datetime | None = None) -> Movement:
+    """Add money to a purse of an active card, posted as "topup"."""
+    now = now or utc_now()
+    with engine.begin() as conn:
+        log = ChangeLog()
+        card = _lock(conn, number)
+        if card.status != "active":
+            raise StateError("card_not_active", number=card.number, status=card.status)
+        _check_expiry(card, now)
+        target = card.purse(purse)
+        minor = _minor(amount, target.currency, allow_zero=False)
+        balance = _credit(conn, card, target, minor, "topup", limits, now, log)
+        log.flush(conn)
+    return Movement(card.number, card.status, target.name, target.currency, minor, balance)
+
+
+def close(engine: Engine, number: str, *, now: datetime | None = None) -> Closing:
+    """Close a card and post each purse's balance out ("close"). A purse below zero (an
+    offline overspend, see the exceptions report) refuses: `card_overspent`."""
+    now = now or utc_now()
+    with engine.begin() as conn:
+        log = ChangeLog()
+        card = _lock(conn, number)
+        if card.status not in CLOSABLE:
+            raise StateError("status_change_refused", status=card.status, to="closed")
+        short = [p for p in card.purses if p.balance < 0]
+        if short:
+            raise StateError("card_overspent", number=card.number, purse=short[0].name,
+                             balance=_money(short[0].balance, short[0].currency))
+        paid = []
+        for p in card.purses:
+            if p.balance > 0:
+                _post(conn, p, -p.balance, "close", now)
+                paid.append(PurseInfo(p.name, p.currency, p.balance))
+        set_status(conn, card.number, "closed", ISSUER, now, log=log)
+        log.flush(conn)
+    return Closing(card.number, tuple(paid))
+
+
+def _lock(conn: Connection, number: str) -> _Locked:
+    """The card with its purses, locked for this transaction: purses first (by name), then the
+    card row — the order of `ledger.apply_push`."""
+    number = normalize_card_number(number)
+    rows = conn.execute(sa.select(purses.c.id, purses.c.name, purses.c.currency,
+                                  purses.c.balance, purses.c.position)
+                        .where(purses.c.card == number).order_by(purses.c.name)
+                        .with_for_update()).all()
+    card = conn.execute(sa.select(cards.c.status, cards.c.expiry)
+                        .where(cards.c.number == number).with_for_update()).first()
+    if card is None:
+        raise NotFound("unknown_card", number=number)
+    ordered = sorted(rows, key=lambda r: r.position)
+    return _Locked(number, str(card.status), card.expiry,
+                   tuple(_Purse(int(r.id), r.name, r.currency, int(r.balance)) for r in ordered))
+
+
+def _check_expiry(card: _Locked, now: datetime) -> None:
+    if card.expiry is not None and card.expiry < now.date():
+        raise StateError("card_expired", number=card.number, expiry=card.expiry.isoformat())
+
+
+def _minor(amount: Amount, currency: str, *, allow_zero: bool) -> int:
+    minor = parse_major(amount, currency) if isinstance(amount, str) else amount
+    if minor < 0 or (minor == 0 and not allow_zero):
+        raise BadInput("amount_not_positive")
+    return minor
+
+
+def _credit(conn: Connection, card: _Locked, target: _Purse, amount: int, kind: str,
+            limits: Limits, now: datetime, log: ChangeLog) -> int:
+    """Post `amount` (>= 0) to `target` within the limits; the new balance."""
+    if amount > limits.max_topup:
+        raise StateError("topup_limit", limit=_money(limits.max_topup, target.currency))
+    if amount == 0:
+        return target.balance
+    # Conditional: never above the cap, even if the cached balance moved since it was read.
+    after = conn.execute(
+        sa.update(purses)
+        .where(purses.c.id == target.id,
+               purses.c.balance + amount <= limits.max_purse_balance)
+        .values(balance=purses.c.balance + amount).returning(purses.c.balance)).scalar()
+    if after is None:
+        raise StateError("balance_limit",
+                         limit=_money(limits.max_purse_balance, target.currency))
+    _ledger_row(conn, target, amount, kind, now)
+    log.add("card", card.number)
+    return int(after)
+
+
+def _money(amount: int, currency: str) -> str:
+    return f"{format_minor(amount, currency)} {currency}"
+
+
+def _post(conn: Connection, target: _Purse, amount: int, kind: str, now: datetime) -> None:
+    conn.execute(sa.update(purses).where(purses.c.id == target.id)
+                 .values(balance=purses.c.balance + amount))
+    _ledger_row(conn, target, amount, kind, now)
+
+
+def _ledger_row(conn: Connection, target: _Purse, amount: int, kind: str, now: datetime) -> None:
+    conn.execute(sa.insert(ledger).values(
+        purse_id=target.id, amount=amount, currency=target.currency, kind=kind, entry_id=None,
+        terminal=None, seq=None, at=now, posted_at=now))

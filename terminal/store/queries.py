@@ -80,11 +80,14 @@ def load_card(conn: sqlite3.Connection, *, number: str | None = None, uid: str |
     return _card_from_row(rows[0], purses)
 
 
-def apply_deltas(conn: sqlite3.Connection, deltas: Sequence[Delta]) -> None:
-    """Add each delta to its purse. The schema's CHECK refuses a negative balance outright."""
+def apply_deltas(conn: sqlite3.Connection, deltas: Sequence[Delta], *, clamp: bool = False
+                 ) -> None:
+    """Add each delta to its purse. The schema's CHECK refuses a negative balance outright;
+    with `clamp` (a debit the server authorized against a fresher balance) it stops at 0."""
+    sql = ("UPDATE purses SET balance = max(balance + ?, 0) WHERE card = ? AND name = ?" if clamp
+           else "UPDATE purses SET balance = balance + ? WHERE card = ? AND name = ?")
     for d in deltas:
-        cur = conn.execute("UPDATE purses SET balance = balance + ? WHERE card = ? AND name = ?",
-                           (d.amount, d.card, d.purse))
+        cur = conn.execute(sql, (d.amount, d.card, d.purse))
         if cur.rowcount != 1:
             raise NotFound("no_such_purse", card=d.card, purse=d.purse)
 

@@ -20,8 +20,21 @@ Time = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    pass
+    # NULL: the card is valid in every branch.
+    with op.batch_alter_table("cards") as batch:
+        batch.add_column(sa.Column("branch", sa.String(64), nullable=True))
+    op.create_table(
+        "settings",
+        sa.Column("scope", sa.String(16), nullable=False),
+        sa.Column("name", sa.String(64), nullable=False),
+        sa.Column("limits", sa.Text, nullable=True),
+        sa.Column("prices", sa.Text, nullable=True),
+        sa.Column("updated_at", Time, nullable=False),
+        sa.PrimaryKeyConstraint("scope", "name", name="pk_settings"),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("settings")
+    with op.batch_alter_table("cards") as batch:
+        batch.drop_column("branch")
