@@ -15,6 +15,9 @@ from terminal.model import Role
 from terminal.services import Shifts, Terminal
 from terminal.store.db import Store
 
+# The server tests' fixtures (database, terminals T1/T2, the API under uvicorn).
+pytest_plugins = ("tests.server_fixtures",)
+
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HEADER = "number,uid,program,purse,balance,currency,expiry,status,pin"
 CASHIER_PIN = "1111"

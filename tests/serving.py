@@ -22,12 +22,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(app: Any, port: int | None = None) -> Iterator[str]:
-    """uvicorn serving `app` on 127.0.0.1 (a free port unless given) in a daemon thread; yields
-    the base URL and stops the server (bounded wait) afterwards."""
+def serve(app: Any, port: int | None = None, *, lifespan: bool = False) -> Iterator[str]:
+    """uvicorn serving `app` on 127.0.0.1 (a free port unless given) in a daemon thread, with
+    its lifespan (startup/shutdown) if `lifespan`; yields the base URL and stops the server
+    (bounded wait) afterwards."""
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+                                           log_level="warning",
+                                           lifespan="on" if lifespan else "off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_S
@@ -38,4 +40,5 @@ def serve(app: Any, port: int | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(STARTUP_S)
+        thread.join(STARTUP_S + 15)
+        assert not thread.is_alive(), "uvicorn did not stop"

@@ -30,10 +30,10 @@ from terminal.online import HoldAnswer, HoldRequest
 from terminal.reasons import Outcome, Reason
 from terminal.services import Terminal
 from terminal.store import queries
-from tests.conftest import Clock, Till
-from tests.server_support import FUEL, FUEL_UID, PLAIN, PLAIN_UID, ROWS, make_till, write_csv
+from tests.conftest import Till
+from tests.server_fixtures import Api
+from tests.server_support import FUEL, FUEL_UID, PLAIN, PLAIN_UID, ROWS, write_csv
 from tests.serving import serve
-from tests.test_server_api import Api, api, db_url, pg_api_url  # noqa: F401  (fixtures)
 
 FUEL_PURSE = [("fuel", 10_00, "EUR")]
 
@@ -41,7 +41,7 @@ FUEL_PURSE = [("fuel", 10_00, "EUR")]
 # -- the server's holds --------------------------------------------------------------------------
 
 @pytest.fixture
-def engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:  # noqa: F811
+def engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
     """The server database of `db_url` with the cards of ROWS and terminals T1, T2."""
     eng = make_engine(db_url)
     issuer.import_cards(eng, write_csv(tmp_path / "cards.csv", *ROWS))
@@ -140,7 +140,7 @@ def test_concurrent_authorizations_never_hold_more_than_the_balance(engine: Engi
 
 # -- the terminal asks the server -----------------------------------------------------------------
 
-def online_till(api: Api, till: Till, terminal_id: str,  # noqa: F811
+def online_till(api: Api, till: Till, terminal_id: str,
                 timeout: float = 5.0) -> tuple[Terminal, OnlineAuthorizer, SyncClient]:
     headers = api.enrol(terminal_id, branch=None)
     credential = headers["Authorization"].removeprefix("Bearer ")
@@ -149,17 +149,8 @@ def online_till(api: Api, till: Till, terminal_id: str,  # noqa: F811
             SyncClient(api.base, credential))
 
 
-@pytest.fixture
-def t2(tmp_path: Path, clock: Clock) -> Iterator[Till]:
-    till = make_till(tmp_path / "t2", "T2", clock)
-    try:
-        yield till
-    finally:
-        till.store.close()
-
-
 def test_an_online_redemption_is_held_committed_online_and_settled_on_push(
-        api: Api, till: Till) -> None:  # noqa: F811
+        api: Api, till: Till) -> None:
     till.import_rows(*ROWS)
     terminal, authorizer, client = online_till(api, till, "T1")
     try:
@@ -182,7 +173,7 @@ def test_an_online_redemption_is_held_committed_online_and_settled_on_push(
         client.close()
 
 
-def test_two_tills_online_cannot_spend_the_same_money(api: Api, till: Till,  # noqa: F811
+def test_two_tills_online_cannot_spend_the_same_money(api: Api, till: Till,
                                                      t2: Till) -> None:
     """Both tills hold the card at 50.00 in their caches; the server is the referee."""
     till.import_rows(*ROWS)
@@ -203,7 +194,7 @@ def test_two_tills_online_cannot_spend_the_same_money(api: Api, till: Till,  # n
             closing.close()
 
 
-def test_online_approval_goes_beyond_the_offline_limits(api: Api, till: Till) -> None:  # noqa: F811
+def test_online_approval_goes_beyond_the_offline_limits(api: Api, till: Till) -> None:
     till.import_rows(*ROWS)
     admin.set_limit(till.store, "offline_per_transaction", "500", till.clock())
     terminal, authorizer, client = online_till(api, till, "T1")
@@ -216,7 +207,7 @@ def test_online_approval_goes_beyond_the_offline_limits(api: Api, till: Till) ->
         client.close()
 
 
-def test_a_server_no_is_final_and_writes_nothing(api: Api, till: Till) -> None:  # noqa: F811
+def test_a_server_no_is_final_and_writes_nothing(api: Api, till: Till) -> None:
     till.import_rows(*ROWS)
     issuer.freeze(api.engine, FUEL)
     terminal, authorizer, client = online_till(api, till, "T1")
@@ -281,7 +272,7 @@ def test_the_offline_limits_still_bind_when_the_server_does_not_answer(till: Til
         authorizer.close()
 
 
-def test_authorizations_from_many_threads_of_one_terminal(api: Api, till: Till) -> None:  # noqa: F811
+def test_authorizations_from_many_threads_of_one_terminal(api: Api, till: Till) -> None:
     """The authorizer is used from several operation threads at once (one client each)."""
     till.import_rows(*ROWS)
     terminal, authorizer, client = online_till(api, till, "T1")
@@ -298,7 +289,7 @@ def test_authorizations_from_many_threads_of_one_terminal(api: Api, till: Till) 
         client.close()
 
 
-def test_buyback_and_transfer_are_authorized_online_too(api: Api, till: Till) -> None:  # noqa: F811
+def test_buyback_and_transfer_are_authorized_online_too(api: Api, till: Till) -> None:
     """Both empty the source card: the server holds its whole balance first."""
     till.import_rows(*ROWS)
     terminal, authorizer, client = online_till(api, till, "T1")
@@ -371,7 +362,7 @@ def test_a_failed_send_keeps_no_challenge(engine: Engine, tmp_path: Path) -> Non
             schema.otp_challenges)).scalar_one() == 0
 
 
-def test_the_terminal_asks_for_the_code_and_then_redeems(db_url: str, till: Till,  # noqa: F811
+def test_the_terminal_asks_for_the_code_and_then_redeems(db_url: str, till: Till,
                                                          tmp_path: Path) -> None:
     """Through the HTTP API: the cashier's first try answers `needs_second_factor` naming the
     challenge; the retry with the customer's code goes through, online."""

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from sync.client import OnlineAuthorizer, SyncClient, push_all, sync_once
@@ -32,18 +31,17 @@ from sync.server.relay import LinkStatus, RelayLink, enrol
 from terminal.reasons import Reason
 from terminal.services import Terminal
 from terminal.store import queries
-from tests.conftest import Clock, Till
+from tests.conftest import Till
+from tests.server_fixtures import Api
 from tests.server_support import (
     FUEL,
     FUEL_UID,
     PLAIN,
     PLAIN_UID,
-    ROWS,
-    make_till,
     pending,
     run_cli,
 )
-from tests.test_server_api import Api, api, db_url, pg_api_url  # noqa: F401  (fixtures)
+from tests.serving import serve
 
 WAIT_S = 20.0
 STARTUP_S = 10.0
@@ -134,28 +132,6 @@ class Proxy:
             pump.join(STARTUP_S)
 
 
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """uvicorn serving `app` (its lifespan included) on a free loopback port, in a thread."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + STARTUP_S
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(STARTUP_S + 15)
-        assert not thread.is_alive(), "uvicorn did not stop"
-
-
 # -- a branch: relay, proxy, tills ---------------------------------------------------------------
 
 @dataclass
@@ -173,7 +149,7 @@ class Branch:
         link = RelayLink(self.engine, interval=0.2, max_backoff=1.0, timeout=5.0,
                          authorize_timeout=1.0, cooldown=0.5)
         self.base = self._running.enter_context(
-            serving(create_app(self.url, engine=self.engine, relay=link)))
+            serve(create_app(self.url, engine=self.engine, relay=link), lifespan=True))
         self.link = link
 
     def stop(self) -> None:
@@ -218,7 +194,7 @@ def _balance(engine: Engine, card: str, purse: str) -> int:
 
 
 @pytest.fixture
-def branch(api: Api, tmp_path: Path) -> Iterator[Branch]:  # noqa: F811
+def branch(api: Api, tmp_path: Path) -> Iterator[Branch]:
     """Central (`api`, either database) with RELAY-1 of branch north enrolled through the
     proxy; the relay's SQLite database migrated and enrolled, its server running and caught
     up with central's cards."""
@@ -245,22 +221,6 @@ def _has_card(engine: Engine, number: str) -> bool:
     with engine.connect() as conn:
         return conn.execute(sa.select(schema.cards.c.number)
                             .where(schema.cards.c.number == number)).first() is not None
-
-
-@pytest.fixture
-def t1(till: Till) -> Till:
-    """The conftest till (terminal T1) with the cards of ROWS."""
-    till.import_rows(*ROWS)
-    return till
-
-
-@pytest.fixture
-def t2(tmp_path: Path, clock: Clock) -> Iterator[Till]:
-    till = make_till(tmp_path / "t2", "T2", clock)
-    try:
-        yield till
-    finally:
-        till.store.close()
 
 
 def cached(till: Till, number: str, purse: str) -> tuple[str, int]:
@@ -470,7 +430,7 @@ def test_a_restarted_relay_continues_where_it_was(branch: Branch, t1: Till) -> N
 
 # -- the upstream side: who may push for whom ----------------------------------------------------
 
-def test_relayed_push_is_only_for_relays_and_their_own_terminals(api: Api) -> None:  # noqa: F811
+def test_relayed_push_is_only_for_relays_and_their_own_terminals(api: Api) -> None:
     def relay_credential(relay_id: str) -> dict[str, str]:
         code = auth.make_enrol_code(api.engine, relay_id, "north", role=auth.RELAY)
         r = api.client.post("/v1/enrol", json={"code": code, "terminal_id": relay_id})
@@ -507,7 +467,7 @@ def test_relayed_push_is_only_for_relays_and_their_own_terminals(api: Api) -> No
 
 # -- cardpos server ... --------------------------------------------------------------------------
 
-def test_relay_commands(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str],  # noqa: F811
+def test_relay_commands(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                         monkeypatch: pytest.MonkeyPatch) -> None:
     central = ("--db", str(api.engine.url.render_as_string(hide_password=False)))
     local = ("--db", f"sqlite:///{tmp_path / 'branch' / 'relay.db'}")
@@ -533,7 +493,7 @@ def test_relay_commands(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[
     assert run_cli("server", "run", *local, "--upstream", api.base, "--port", "8798") == 0
     assert f"relay of {api.base}" in capsys.readouterr().out
     app = served["app"]
-    with serving(app) as base:  # the relay serves and its link pulls central's cards
+    with serve(app, lifespan=True) as base:  # the relay serves and its link pulls central's cards
         assert httpx.get(f"{base}/v1/health").status_code == 200
         engine = app.state.engine
         eventually(lambda: _has_card(engine, FUEL), "the relay's first pull")

@@ -16,13 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync.server import issuer, phones, reminders, schema
-from sync.server.db import make_engine, migrate, utc_now
+from sync.server.db import make_engine, utc_now
 from sync.server.gateway import FileGateway, GatewayError
 from terminal.errors import BadInput
 from terminal.luhn import check_digit
-from tests import postgres
-from tests.needs import require
-from tests.server_support import DATABASES, empty, run_cli, write_csv
+from tests.server_support import run_cli, write_csv
 
 
 def number(n: int) -> str:
@@ -63,27 +61,6 @@ ROWS = (
 )
 BOUND = (A, B, D, E, F, G, H, I)
 REMINDED = (G, A, I)  # bound, active, money in it, within 30 days; soonest first
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    require(postgres.reachable(), postgres.WHAT)
-    with postgres.temporary_database("cardpos_reminders") as url:
-        migrate(url)
-        yield url
-
-
-@pytest.fixture(params=DATABASES)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-        eng = make_engine(url)
-        empty(eng)
-        eng.dispose()
-        return url
-    url = f"sqlite:///{tmp_path / 'server.db'}"
-    migrate(url)
-    return url
 
 
 @pytest.fixture

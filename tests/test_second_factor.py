@@ -21,42 +21,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync.server import issuer, phones, schema, second_factor
-from sync.server.db import make_engine, migrate
+from sync.server.db import make_engine
 from sync.server.gateway import FileGateway, GatewayError, LogGateway, make_gateway, mask_phone
 from sync.server.second_factor import Challenge, Verification
 from sync.server.terminals import add_terminal
 from terminal.errors import BadInput, NotFound, StateError
-from tests import postgres
 from tests.conftest import START
-from tests.needs import require
-from tests.server_support import DATABASES, FUEL, PLAIN, ROWS, empty, run_cli, write_csv
+from tests.server_support import FUEL, PLAIN, ROWS, run_cli, write_csv
 
 PHONE = "+8613812341234"
 MASKED = "+86*******1234"
 AMOUNT = 60_00
 THRESHOLD = 50_00
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    require(postgres.reachable(), postgres.WHAT)
-    with postgres.temporary_database("cardpos_second_factor") as url:
-        migrate(url)
-        yield url
-
-
-@pytest.fixture(params=DATABASES)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-        eng = make_engine(url)
-        empty(eng)
-        eng.dispose()
-        return url
-    url = f"sqlite:///{tmp_path / 'server.db'}"
-    migrate(url)
-    return url
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ a real PostgreSQL (every API test on both), with entries made by the terminal co
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,18 +13,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from sqlalchemy.engine import Engine
 
 from cardpos import cli
 from sync import protocol
 from sync.server import auth, issuer, schema
 from sync.server.app import create_app
-from sync.server.db import head_revision, make_engine, migrate, utc_now
+from sync.server.db import head_revision, make_engine, utc_now
 from sync.server.terminals import revoke_terminal
 from terminal.errors import StateError
-from tests import postgres
-from tests.conftest import Clock, Till
-from tests.needs import require
+from tests.conftest import Till
+from tests.server_fixtures import Api
 from tests.server_support import (
     DATABASES,
     FUEL,
@@ -35,97 +31,13 @@ from tests.server_support import (
     ROWS,
     SLEEPER,
     empty,
-    make_till,
     pending,
     run_cli,
     write_csv,
 )
-from tests.serving import serve
 from tests.test_server_ledger import resign, some_work
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-# -- a live server --------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def pg_api_url() -> Iterator[str]:
-    """One migrated PostgreSQL database for this module; tests empty it before use."""
-    require(postgres.reachable(), postgres.WHAT)
-    with postgres.temporary_database("cardpos_api") as url:
-        migrate(url)
-        yield url
-
-
-@pytest.fixture(params=DATABASES)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_api_url")
-        engine = make_engine(url)
-        try:
-            empty(engine)
-        finally:
-            engine.dispose()
-        return url
-    url = f"sqlite:///{tmp_path / 'server.db'}"
-    migrate(url)
-    return url
-
-
-@pytest.fixture
-def t1(till: Till) -> Till:
-    """Terminal T1 (the conftest till) with the cards of ROWS."""
-    till.import_rows(*ROWS)
-    return till
-
-
-@pytest.fixture
-def t2(tmp_path: Path, clock: Clock) -> Iterator[Till]:
-    """Terminal T2 with the cards of ROWS, on the same clock."""
-    till = make_till(tmp_path / "t2", "T2", clock)
-    try:
-        yield till
-    finally:
-        till.store.close()
-
-
-@dataclass
-class Api:
-    base: str
-    engine: Engine
-    client: httpx.Client
-
-    def enrol(self, terminal_id: str, branch: str | None = "north") -> dict[str, str]:
-        """Enrol `terminal_id` through the API; the Authorization header it then uses."""
-        code = auth.make_enrol_code(self.engine, terminal_id, branch)
-        r = self.client.post("/v1/enrol", json={"code": code, "terminal_id": terminal_id})
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['credential']}"}
-
-    def pull(self, headers: dict[str, str], cursor: int, limit: int | None = None
-             ) -> dict[str, Any]:
-        params = {"cursor": cursor} | ({"limit": limit} if limit is not None else {})
-        r = self.client.get("/v1/pull", params=params, headers=headers)
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        assert protocol.verify_checksum(body)
-        protocol.PullResponse.model_validate(body)
-        return body
-
-
-@pytest.fixture
-def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
-    """uvicorn serving `create_app(db_url)` on a free loopback port, in a thread; the server
-    holds the cards of ROWS."""
-    engine = make_engine(db_url)
-    issuer.import_cards(engine, write_csv(tmp_path / "server-cards.csv", *ROWS))
-    app = create_app(db_url)
-    try:
-        with serve(app) as base, httpx.Client(base_url=base, timeout=30) as client:
-            yield Api(base, engine, client)
-    finally:
-        app.state.engine.dispose()
-        engine.dispose()
 
 
 def _typed(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -361,7 +273,7 @@ def test_openapi_is_served(api: Api) -> None:
 def test_server_commands(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                          request: pytest.FixtureRequest) -> None:
     if kind == "postgresql":
-        url = request.getfixturevalue("pg_api_url")
+        url = request.getfixturevalue("pg_url")
         engine = make_engine(url)
         empty(engine)
         engine.dispose()

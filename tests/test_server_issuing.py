@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync.server import batches, issuer, keyring, ledger, orders, pull, schema
-from sync.server.db import make_engine, migrate
+from sync.server.db import make_engine
 from terminal import sync_state, tokens
 from terminal.credentials import QrCode
 from terminal.errors import BadInput, CardposError, NotFound, StateError
@@ -28,38 +28,14 @@ from terminal.limits import Limits
 from terminal.luhn import is_valid
 from terminal.pin import verify_pin
 from terminal.reasons import Reason
-from tests import postgres
 from tests.conftest import START, Till
-from tests.needs import require
-from tests.server_support import DATABASES, ROWS, SLEEPER, empty, run_cli, write_csv
+from tests.server_support import ROWS, SLEEPER, run_cli, write_csv
 
 SECRET = b"correct horse battery staple"
 PASSPHRASE = keyring.PASSPHRASE_ENV
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def issuing_pg_url() -> Iterator[str]:
-    """One migrated PostgreSQL database for this module's tests; each test empties it first."""
-    require(postgres.reachable(), postgres.WHAT)
-    with postgres.temporary_database("cardpos_issuing") as url:
-        migrate(url)
-        yield url
-
-
-@pytest.fixture(params=DATABASES)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("issuing_pg_url")
-        eng = make_engine(url)
-        empty(eng)
-        eng.dispose()
-        return url
-    url = f"sqlite:///{tmp_path / 'server.db'}"
-    migrate(url)
-    return url
-
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:

@@ -27,8 +27,8 @@ from terminal.reasons import Reason
 from terminal.store import queries
 from terminal.sync_state import SyncError
 from tests.conftest import Clock, Till
+from tests.server_fixtures import Api
 from tests.server_support import FUEL, FUEL_UID, PLAIN, ROWS, SLEEPER, make_till, run_cli, write_csv
-from tests.test_server_api import Api, api, db_url, pg_api_url  # noqa: F401  (fixtures)
 
 NORTH_CARD = "4539578763621486"   # branch north, UID 04A1B2D1
 SOUTH_CARD = "4916338506082832"   # branch south, UID 04A1B2D2
@@ -40,7 +40,7 @@ TABLE = {"seasons": [], "default_rate_bp": 7000, "expiry_brackets": [],
 
 
 @pytest.fixture
-def server(api: Api) -> Api:  # noqa: F811
+def server(api: Api) -> Api:
     """The live server of tests/test_server_api.py (uvicorn; SQLite and PostgreSQL)."""
     return api
 

@@ -14,19 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync.server import issuer, ledger, reports, schema
-from sync.server.db import make_engine, migrate
+from sync.server.db import make_engine
 from sync.server.terminals import add_terminal
-from tests import postgres
 from tests.conftest import HEADER, START, SUPERVISOR_PIN, Clock
-from tests.needs import require
 from tests.server_support import (
-    DATABASES,
     FUEL,
     FUEL_UID,
     PLAIN_UID,
     ROWS,
     SLEEPER_UID,
-    empty,
     make_till,
     pending,
     run_cli,
@@ -34,27 +30,6 @@ from tests.server_support import (
 
 IMPORTED = START - timedelta(days=1)
 DAY2 = START + timedelta(days=1)
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    require(postgres.reachable(), postgres.WHAT)
-    with postgres.temporary_database("cardpos_reports") as url:
-        migrate(url)
-        yield url
-
-
-@pytest.fixture(params=DATABASES)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-        eng = make_engine(url)
-        empty(eng)
-        eng.dispose()
-        return url
-    url = f"sqlite:///{tmp_path / 'server.db'}"
-    migrate(url)
-    return url
 
 
 @pytest.fixture

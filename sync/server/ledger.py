@@ -262,10 +262,13 @@ def apply_push(engine: Engine, terminal_id: str, batch: Sequence[Any], *,
                ) -> PushResult:
     """Apply a batch of `terminal_id`'s journal entries (export form: members plus `hash`), in
     its order, in one transaction. NotFound for an unknown terminal, StateError if revoked."""
+    # Shape, canonical form and hash need no database: worked out once, before any lock is
+    # taken (on shared cards other terminals' batches wait for this one's purse locks).
+    parsed = [chain.parse(raw) for raw in batch]
     for attempt in range(RETRIES):
         try:
             with engine.begin() as conn:
-                return _apply(conn, terminal_id, batch, now or utc_now(), lookback)
+                return _apply(conn, terminal_id, batch, parsed, now or utc_now(), lookback)
         except sa.exc.DBAPIError as exc:
             if attempt == RETRIES - 1 or not _retryable(exc):
                 raise
@@ -330,10 +333,12 @@ class _Batch:
     overspent: list[_Overspent] = field(default_factory=list)
 
 
-def _apply(conn: Connection, terminal_id: str, batch: Sequence[Any], now: datetime,
-           lookback: timedelta) -> PushResult:
-    """Check the whole batch against the terminal's head, the known ids and the purses' locked
-    balances in Python, then write it with a few multi-row statements."""
+def _apply(conn: Connection, terminal_id: str, batch: Sequence[Any],
+           parsed: Sequence[chain.Pushed | str], now: datetime, lookback: timedelta
+           ) -> PushResult:
+    """Check the whole batch (`parsed`: `chain.parse` of each entry) against the terminal's
+    head, the known ids and the purses' locked balances in Python, then write it with a few
+    multi-row statements."""
     term = conn.execute(sa.select(terminals.c.revoked, terminals.c.last_seq,
                                   terminals.c.last_hash)
                         .where(terminals.c.id == terminal_id).with_for_update()).first()
@@ -342,10 +347,15 @@ def _apply(conn: Connection, terminal_id: str, batch: Sequence[Any], now: dateti
     if term.revoked:
         raise StateError("terminal_revoked", terminal=terminal_id)
     b = _Batch(terminal_id, now, lookback, int(term.last_seq), str(term.last_hash))
-    targets = _lock_purses(conn, batch)
-    known = _known(conn, batch)
-    for index, raw in enumerate(batch):
-        rejection = _check(b, raw, known, targets)
+    well_formed: list[chain.Pushed] = []  # up to the first malformed entry: it stops the batch
+    for entry in parsed:
+        if isinstance(entry, str):
+            break
+        well_formed.append(entry)
+    known = _known(conn, well_formed)
+    targets = _lock_purses(conn, well_formed)  # held until COMMIT: as late as can be
+    for index, (raw, entry) in enumerate(zip(batch, parsed, strict=True)):
+        rejection = _check(b, raw, entry, known, targets)
         if rejection is not None:
             b.rejected.append(rejection)
             b.rejected.extend(_after(rest, rejection) for rest in batch[index + 1:])
@@ -369,16 +379,14 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
         yield items[i:i + size]
 
 
-def _lock_purses(conn: Connection, batch: Sequence[Any]) -> dict[tuple[str, str], _Purse]:
-    """Every purse the batch names, by (card, purse), with its balance — on PostgreSQL locked
+def _lock_purses(conn: Connection, batch: Sequence[chain.Pushed]
+                 ) -> dict[tuple[str, str], _Purse]:
+    """Every purse the entries name, by (card, purse), with its balance — on PostgreSQL locked
     (`FOR UPDATE`) in one fixed order (card, purse) before any posting: two terminals' batches
     that touch the same purses in different orders would otherwise deadlock (each holding a row
     the other needs). SQLite needs no row locks: its writers are serialized by BEGIN
     IMMEDIATE."""
-    keys = sorted({(d["card"], d["purse"]) for e in batch if isinstance(e, dict)
-                   and isinstance(e.get("deltas"), list) for d in e["deltas"]
-                   if isinstance(d, dict) and isinstance(d.get("card"), str)
-                   and isinstance(d.get("purse"), str)})
+    keys = sorted({(d["card"], d["purse"]) for e in batch for d in e.body["deltas"]})
     if not keys:
         return {}
     if conn.dialect.name == "postgresql":
@@ -436,9 +444,9 @@ WHERE purses.id = CAST(m.id AS bigint)
 """
 
 
-def _known(conn: Connection, batch: Sequence[Any]) -> dict[str, tuple[str, int, str]]:
-    """(terminal, seq, hash) of the batch's ids the server holds already."""
-    ids = sorted({e["id"] for e in batch if isinstance(e, dict) and isinstance(e.get("id"), str)})
+def _known(conn: Connection, batch: Sequence[chain.Pushed]) -> dict[str, tuple[str, int, str]]:
+    """(terminal, seq, hash) of the entries' ids the server holds already."""
+    ids = sorted({e.body["id"] for e in batch})
     if not ids:
         return {}
     if conn.dialect.name == "postgresql":
@@ -454,11 +462,11 @@ def _after(raw: Any, first: Rejection) -> Rejection:
     return Rejection(*_id_seq(raw), AFTER_REJECTED, {"first": first.id, "first_seq": first.seq})
 
 
-def _check(b: _Batch, raw: Any, known: dict[str, tuple[str, int, str]],
-           targets: dict[tuple[str, str], _Purse]) -> Rejection | None:
-    """Take one entry into the batch (applied, or acknowledged as a duplicate), or say why it
-    cannot be: the first rejection stops the batch."""
-    parsed = chain.parse(raw)
+def _check(b: _Batch, raw: Any, parsed: chain.Pushed | str,
+           known: dict[str, tuple[str, int, str]], targets: dict[tuple[str, str], _Purse]
+           ) -> Rejection | None:
+    """Take one entry (`parsed`: `chain.parse(raw)`) into the batch (applied, or acknowledged
+    as a duplicate), or say why it cannot be: the first rejection stops the batch."""
     if isinstance(parsed, str):
         return Rejection(*_id_seq(raw), parsed)
     body, digest = parsed.body, parsed.digest
