@@ -103,3 +103,9 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
     finally:
         app.state.engine.dispose()
         engine.dispose()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Path:
+    """Where a test's file gateway writes its text messages."""
+    return tmp_path / "messages.jsonl"

@@ -3,6 +3,7 @@ an emptied server database, and the `cardpos` CLI run in-process."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +68,11 @@ def pending(till: Till) -> list[dict[str, Any]]:
 def run_cli(*argv: str) -> int:
     """`cardpos ARGV` in-process, in English."""
     return cli.main(["--lang", "en", *argv])
+
+
+def sent_messages(path: Path) -> list[dict[str, Any]]:
+    """The messages a file gateway (sync/server/gateway.py) has written to `path`, oldest
+    first."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]

@@ -6,7 +6,6 @@ Server-side tests run on SQLite and a real PostgreSQL; terminal-side tests again
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from terminal.services import Terminal
 from terminal.store import queries
 from tests.conftest import Till
 from tests.server_fixtures import Api
-from tests.server_support import FUEL, FUEL_UID, PLAIN, PLAIN_UID, ROWS, write_csv
+from tests.server_support import FUEL, FUEL_UID, PLAIN, PLAIN_UID, ROWS, sent_messages, write_csv
 from tests.serving import serve
 
 FUEL_PURSE = [("fuel", 10_00, "EUR")]
@@ -314,9 +313,8 @@ def test_buyback_and_transfer_are_authorized_online_too(api: Api, till: Till) ->
 
 def sent_codes(path: Path) -> list[str]:
     """The one-time codes the file gateway has "sent", oldest first."""
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return [re.search(r"\b(\d{6})\b", json.loads(line)["text"]).group(1)  # type: ignore[union-attr]
-            for line in lines]
+    return [re.search(r"\b(\d{6})\b", m["text"]).group(1)  # type: ignore[union-attr]
+            for m in sent_messages(path)]
 
 
 def test_above_the_threshold_a_phone_bound_card_needs_the_code(engine: Engine,

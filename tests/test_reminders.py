@@ -20,7 +20,7 @@ from sync.server.db import make_engine, utc_now
 from sync.server.gateway import FileGateway, GatewayError
 from terminal.errors import BadInput
 from terminal.luhn import check_digit
-from tests.server_support import run_cli, write_csv
+from tests.server_support import run_cli, sent_messages, write_csv
 
 
 def number(n: int) -> str:
@@ -75,17 +75,6 @@ def server(db_url: str, tmp_path: Path) -> Iterator[Engine]:
                                                        added_at=NOW))
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "messages.jsonl"
-
-
-def sent(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def rows(engine: Engine) -> dict[str, tuple[Any, ...]]:
@@ -164,7 +153,7 @@ def test_the_report_sums_the_ledger(server: Engine) -> None:
 
 def test_reminders_are_sent_once(server: Engine, outbox: Path) -> None:
     first = reminders.send_reminders(server, FileGateway(outbox), 30, NOW, "en")
-    messages = sent(outbox)
+    messages = sent_messages(outbox)
     assert [m["phone"] for m in messages] == [phone(n) for n in REMINDED]
     assert [m["text"] for m in messages] == [
         f"Your card {masked(G)} (fuel) expires on {expires(0)} with 5.00 EUR, 7.00 EUR on it."
@@ -183,15 +172,15 @@ def test_reminders_are_sent_once(server: Engine, outbox: Path) -> None:
 
     again = reminders.send_reminders(server, FileGateway(outbox), 30, NOW + timedelta(days=1))
     assert (again.sent, again.failed, again.already_sent) == ((), (), 2)  # G has expired
-    assert len(sent(outbox)) == 3
+    assert len(sent_messages(outbox)) == 3
     # A card given a new expiry date is reminded of that one.
     with server.begin() as conn:
         conn.execute(sa.update(schema.cards).where(schema.cards.c.number == number(A))
                      .values(expiry=TODAY + timedelta(days=20)))
     moved = reminders.send_reminders(server, FileGateway(outbox), 30, NOW, "zh_CN")
     assert [r.card for r in moved.sent] == [number(A)]
-    assert sent(outbox)[-1]["text"] == (f"您的卡 {masked(A)}（gift）将于 {expires(20)} 到期，"
-                                        "卡内余额 30.00 EUR。请在到期前使用。")
+    assert sent_messages(outbox)[-1]["text"] == (
+        f"您的卡 {masked(A)}（gift）将于 {expires(20)} 到期，卡内余额 30.00 EUR。请在到期前使用。")
     with pytest.raises(BadInput):
         reminders.send_reminders(server, FileGateway(outbox), 30, NOW, "de")
 
@@ -216,7 +205,7 @@ def test_failed_reminders_are_retried(server: Engine, outbox: Path, tmp_path: Pa
     last = reminders.send_reminders(server, FileGateway(outbox), 30, NOW + timedelta(hours=2))
     assert ([r.card for r in last.sent], last.already_sent) == ([number(A)], 2)
     assert rows(server)[number(A)][1:] == ("sent", 3, True, None)
-    assert [m["phone"] for m in sent(outbox)] == [phone(G), phone(I), phone(A)]
+    assert [m["phone"] for m in sent_messages(outbox)] == [phone(G), phone(I), phone(A)]
 
 
 def test_a_run_that_died_mid_send_is_taken_over_after_the_lease(server: Engine,
@@ -242,8 +231,8 @@ def test_concurrent_runs_send_each_reminder_once(server: Engine, outbox: Path) -
                 lambda _: reminders.send_reminders(server, gateway, 30, NOW), range(3)))
         assert sum(len(r.sent) for r in runs) == 3
         assert sum(len(r.sent) + r.already_sent + r.in_progress for r in runs) == 9
-        assert len(sent(outbox)) == 3 * (round_ + 1)
-    assert sorted(m["phone"] for m in sent(outbox)) == sorted(
+        assert len(sent_messages(outbox)) == 3 * (round_ + 1)
+    assert sorted(m["phone"] for m in sent_messages(outbox)) == sorted(
         [phone(n) for n in REMINDED] * 4)
 
 
@@ -284,13 +273,13 @@ def test_remind_expiring_through_the_cli(server: Engine, db_url: str, outbox: Pa
     result = json.loads(capsys.readouterr().out)
     assert ([r["card"] for r in result["sent"]], result["failed"], result["no_phone"]) == (
         [masked(n) for n in REMINDED], [], 1)
-    assert [m["text"][:6] for m in sent(outbox)] == ["您的卡 **"] * 3
+    assert [m["text"][:6] for m in sent_messages(outbox)] == ["您的卡 **"] * 3
 
     assert run_cli("server", "remind-expiring", "--db", db_url, "--gateway",
                    f"file:{outbox}", "--days", "45") == 0
     assert capsys.readouterr().out.startswith("Sent 1 reminders; 0 failed (retried next run);"
                                               " 3 sent before;")
-    assert [m["phone"] for m in sent(outbox)] == [phone(n) for n in (*REMINDED, B)]
+    assert [m["phone"] for m in sent_messages(outbox)] == [phone(n) for n in (*REMINDED, B)]
 
     assert run_cli("server", "remind-expiring", "--db", db_url, "--gateway", "sms:x") == 2
     assert "'sms:x' is not a message gateway" in capsys.readouterr().err

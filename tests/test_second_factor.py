@@ -27,7 +27,7 @@ from sync.server.second_factor import Challenge, Verification
 from sync.server.terminals import add_terminal
 from terminal.errors import BadInput, NotFound, StateError
 from tests.conftest import START
-from tests.server_support import FUEL, PLAIN, ROWS, run_cli, write_csv
+from tests.server_support import FUEL, PLAIN, ROWS, run_cli, sent_messages, write_csv
 
 PHONE = "+8613812341234"
 MASKED = "+86*******1234"
@@ -49,18 +49,6 @@ def server(db_url: str, tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "messages.jsonl"
-
-
-def sent(path: Path) -> list[dict[str, Any]]:
-    """The messages the file gateway has written, oldest first."""
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 def code_in(message: dict[str, Any]) -> str:
     found = re.findall(r"(?<!\d)\d{6}(?!\d)", message["text"])
     assert len(found) == 1, message
@@ -74,7 +62,7 @@ def ask(engine: Engine, outbox: Path, *, card: str = FUEL, terminal: str = "T1",
     with engine.begin() as conn:
         made = second_factor.challenge(conn, FileGateway(outbox), card, terminal, amount,
                                        START + at, currency="EUR", lang=lang)
-    return made, code_in(sent(outbox)[-1])
+    return made, code_in(sent_messages(outbox)[-1])
 
 
 def check(engine: Engine, challenge_id: str, code: str, *, card: str = FUEL,
@@ -149,7 +137,7 @@ def test_code_reaches_the_phone_and_approves_once(server: Engine, outbox: Path) 
     assert made.as_json() == {"challenge": made.id,
                               "expires_at": (START + timedelta(minutes=5)).isoformat(),
                               "phone": MASKED}
-    [message] = sent(outbox)
+    [message] = sent_messages(outbox)
     assert message["phone"] == PHONE
     assert message["text"] == (f"{code} is your card code for paying 60.00 EUR at terminal T1."
                                " Valid 5 minutes. Never share it with anyone but the cashier.")
@@ -170,8 +158,9 @@ def test_code_reaches_the_phone_and_approves_once(server: Engine, outbox: Path) 
 
 def test_message_in_chinese(server: Engine, outbox: Path) -> None:
     made, code = ask(server, outbox, lang="zh_CN")
-    assert sent(outbox)[-1]["text"] == (f"您的卡验证码为 {code}，用于在终端 T1 支付 60.00 EUR，"
-                                        "5 分钟内有效。除收银员外请勿告诉任何人。")
+    assert sent_messages(outbox)[-1]["text"] == (
+        f"您的卡验证码为 {code}，用于在终端 T1 支付 60.00 EUR，"
+        "5 分钟内有效。除收银员外请勿告诉任何人。")
     with server.begin() as conn, pytest.raises(BadInput) as bad:
         second_factor.challenge(conn, FileGateway(outbox), FUEL, "T1", AMOUNT, START,
                                 currency="EUR", lang="fr")
@@ -251,7 +240,7 @@ def test_rate_limit_per_card(server: Engine, outbox: Path) -> None:
         ask(server, outbox, at=timedelta(minutes=9))
     assert limited.value.code == "too_many_challenges"
     assert limited.value.params == {"limit": 3, "minutes": 10}
-    assert len(sent(outbox)) == 3  # no message for the refused challenge
+    assert len(sent_messages(outbox)) == 3  # no message for the refused challenge
     # Ten minutes after the first, one more may go.
     made, code = ask(server, outbox, at=timedelta(minutes=10, seconds=1))
     assert check(server, made.id, code, at=timedelta(minutes=11)) == Verification(True)
@@ -266,7 +255,7 @@ def test_rate_limit_holds_under_concurrency(server: Engine, outbox: Path) -> Non
 
     results = all_at_once(6, one)
     assert sorted(results).count("too_many_challenges") == 3
-    assert len(sent(outbox)) == 3
+    assert len(sent_messages(outbox)) == 3
 
 
 def test_no_phone_no_challenge(server: Engine, outbox: Path) -> None:
@@ -319,7 +308,7 @@ def test_gateway_specs(tmp_path: Path) -> None:
         assert caught.value.code == "bad_gateway_spec"
     first = file_gateway.send(PHONE, "one")
     second = file_gateway.send("+12025550123", "两")
-    lines = sent(tmp_path / "out.jsonl")
+    lines = sent_messages(tmp_path / "out.jsonl")
     assert [(m["id"], m["phone"], m["text"]) for m in lines] == [
         (first, PHONE, "one"), (second, "+12025550123", "两")]
     assert (tmp_path / "out.jsonl").stat().st_mode & 0o777 == 0o600
