@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import benchlib
@@ -42,16 +43,26 @@ from sync.server.db import make_engine
 DISTS = ("fastapi", "uvicorn", "httpx", "sqlalchemy", "psycopg", "pydantic")
 
 
+def pct(values: list[float], q: float) -> float:
+    data = sorted(values)
+    return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
+
+
 @dataclass
 class Phase:
+    """One phase's figures: latency as the terminal sees it (from the moment the request was
+    due), the server's own time (its Server-Timing header) and how late this load generator
+    started requests (its event loop's lag: a late start is counted in the latency)."""
+
     name: str
     latencies_ms: list[float]
     errors: int
     seconds: float
+    server_ms: list[float] = field(default_factory=list)
+    lag_ms: list[float] = field(default_factory=list)
 
     def pct(self, q: float) -> float:
-        data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
+        return pct(self.latencies_ms, q)
 
     @property
     def rate(self) -> float:
@@ -61,7 +72,9 @@ class Phase:
         return (f"{self.name:<28} {len(self.latencies_ms):>7} req {self.rate:>8.0f}/s  "
                 f"p50 {self.pct(0.50):>7.2f} ms  p99 {self.pct(0.99):>7.2f} ms  "
                 f"max {max(self.latencies_ms, default=float('nan')):>7.2f} ms  "
-                f"errors {self.errors}")
+                f"errors {self.errors}\n{'':<28} server p50 {pct(self.server_ms, 0.5):.2f} ms "
+                f"p99 {pct(self.server_ms, 0.99):.2f} ms; load generator's start lag p99 "
+                f"{pct(self.lag_ms, 0.99):.2f} ms")
 
 
 def _authorize_body(n_cards: int, rng: random.Random) -> dict[str, object]:
@@ -78,6 +91,7 @@ async def _terminal(client: httpx.AsyncClient, what: str, n_cards: int, rate: fl
         if rate:
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
         start = due if rate else time.perf_counter()
+        out.lag_ms.append((time.perf_counter() - start) * 1000)
         try:
             if what == "health":
                 r = await client.get("/v1/health")
@@ -89,6 +103,9 @@ async def _terminal(client: httpx.AsyncClient, what: str, n_cards: int, rate: fl
             ok = False
         if ok:
             out.latencies_ms.append((time.perf_counter() - start) * 1000)
+            timing = r.headers.get("server-timing", "")
+            if timing.startswith("app;dur="):
+                out.server_ms.append(float(timing.removeprefix("app;dur=")))
         else:
             out.errors += 1
         due = due + rng.expovariate(rate) if rate else time.perf_counter()
@@ -138,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with api_server(url, Path(work) / "server.log") as base:
             log(f"enrolling {args.terminals} terminals")
             creds = [enrol(engine, base, f"A{i:04}") for i in range(args.terminals)]
+            # What the import left alive is no garbage: keep the collector from walking it in
+            # the middle of a phase (a full collection here paused this process ~100 ms).
+            gc.collect()
+            gc.freeze()
             phases = []
             for name, what, rate, seconds in (
                     ("baseline: health, open", "health", args.rate, args.seconds),

@@ -8,6 +8,7 @@ never a 500.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # far inside the 64-bit columns.
 MAX_AMOUNT = 10**15
 MAX_CARD_LENGTH = 19  # cards.number
+REQUEST_THREADS = 40  # anyio's default limit for FastAPI's synchronous endpoints
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
@@ -54,6 +56,42 @@ def _terminal(request: Request,
 
 
 Terminal = Annotated[auth.Identity, Depends(_terminal)]
+
+
+def _credential(bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                ) -> str:
+    """The request's bearer credential, checked later in the request's own transaction
+    (401 now if there is none)."""
+    return auth.credential_of(f"Bearer {bearer.credentials}" if bearer is not None else None)
+
+
+Credential = Annotated[str, Depends(_credential)]
+
+
+class ServerTiming:
+    """ASGI middleware: a `Server-Timing: app;dur=<ms>` header on every response, the time from
+    the request reaching the app to its response headers (W3C Server Timing). Lets a client or
+    a benchmark tell the server's own time from the network's and its own
+    (bench/online_auth.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                took = (time.perf_counter() - started) * 1000
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"server-timing", f"app;dur={took:.2f}"
+                                                   .encode("ascii"))]}
+            await send(message)
+
+        await self.app(scope, receive, timed)
 
 
 class ApiError(Exception):
@@ -78,13 +116,18 @@ def create_app(db_url: str, *, engine: Engine | None = None,
     `second_factor`: how one-time codes reach card holders' phones (None: never asked).
     `relay`: this server is a branch relay (docs/relay.md); its link runs with the app's
     lifespan and confirms the branch's authorizations upstream."""
-    eng = engine or make_engine(db_url, pool_pre_ping=True)
+    # As many pooled connections as request threads (anyio's 40): a smaller pool makes bursts
+    # open and close "overflow" connections per request, and a new PostgreSQL connection costs
+    # milliseconds (docs/benchmarks-sync.md, online authorization).
+    eng = engine or make_engine(db_url, pool_pre_ping=True, pool_size=REQUEST_THREADS,
+                                max_overflow=0, pool_timeout=30)
     app = FastAPI(title="cardpos server", version=protocol.API_VERSION,
                   description="Enrolment, journal push and cache pull for cardpos terminals. "
                               "See docs/server-api.md.",
                   lifespan=relay.lifespan if relay is not None else None)
     app.state.engine = eng
     _handlers(app)
+    app.add_middleware(ServerTiming)
 
     @app.get("/v1/health", response_model=protocol.Health, tags=["service"])
     def health() -> protocol.Health:
@@ -121,14 +164,14 @@ def create_app(db_url: str, *, engine: Engine | None = None,
 
     @app.post("/v1/authorize", response_model=protocol.AuthorizeResponse, tags=["sync"],
               responses=_ERROR_RESPONSES)
-    def authorize(req: protocol.AuthorizeRequest, who: Terminal) -> dict[str, Any]:
+    def authorize(req: protocol.AuthorizeRequest, credential: Credential) -> dict[str, Any]:
         """Hold the amounts of a debit on the card's purses while the terminal commits it; the
         hold is settled when the entry is pushed and expires if it never comes."""
         verdict = holds.authorize(eng, holds.Request(
-            who.terminal_id, who.branch, req.hold_id, req.card, req.kind,
+            "", None, req.hold_id, req.card, req.kind,
             [(p.purse, p.amount, p.currency) for p in req.purses],
             (req.second_factor.challenge, req.second_factor.code) if req.second_factor
-            else None), ttl=hold_ttl, second_factor=second_factor)
+            else None), ttl=hold_ttl, second_factor=second_factor, credential=credential)
         if relay is not None:  # a branch relay: the branch's hold, then upstream's word
             verdict = relay.confirm(req, verdict)
         return verdict.as_json()

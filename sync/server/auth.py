@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sync.server.db import utc_now
 from sync.server.schema import enrol_codes, terminals
@@ -130,19 +130,32 @@ def enrol(engine: Engine, code: str, terminal_id: str, *, now: datetime | None =
     return Identity(terminal_id, branch, str(row.role)), credential
 
 
-def authenticate(engine: Engine, authorization: str | None) -> Identity:
-    """The terminal of an `Authorization: Bearer <credential>` header. AuthError 401 if it is
-    missing or unknown, 403 if the terminal is revoked."""
+def credential_of(authorization: str | None) -> str:
+    """The credential of an `Authorization: Bearer <credential>` header (AuthError 401 if the
+    header is missing or not a bearer credential)."""
     scheme, _, credential = (authorization or "").strip().partition(" ")
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
         raise AuthError(401, "unauthorized", "A terminal credential is required.")
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(terminals.c.id, terminals.c.branch, terminals.c.revoked,
-                                     terminals.c.role)
-                           .where(terminals.c.credential_hash == _sha256(credential))).first()
+    return credential
+
+
+def identify(conn: Connection, credential: str) -> Identity:
+    """The terminal holding `credential`, inside the caller's transaction. AuthError 401 if it
+    is unknown, 403 if the terminal is revoked."""
+    row = conn.execute(sa.select(terminals.c.id, terminals.c.branch, terminals.c.revoked,
+                                 terminals.c.role)
+                       .where(terminals.c.credential_hash == _sha256(credential))).first()
     if row is None:
         raise AuthError(401, "unauthorized", "The terminal credential is not valid.")
     if row.revoked:
         raise AuthError(403, "terminal_revoked", "This terminal has been revoked.")
     return Identity(str(row.id), row.branch, str(row.role))
+
+
+def authenticate(engine: Engine, authorization: str | None) -> Identity:
+    """The terminal of an `Authorization: Bearer <credential>` header. AuthError 401 if it is
+    missing or unknown, 403 if the terminal is revoked."""
+    credential = credential_of(authorization)
+    with engine.connect() as conn:
+        return identify(conn, credential)
