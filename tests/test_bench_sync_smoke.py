@@ -1,5 +1,6 @@
-"""The sync benchmarks (bench/sync_ingest.py, bench/sync_snapshot.py) run end to end at tiny
-sizes against the real PostgreSQL: exit 0 and their summary lines. Figures are not checked."""
+"""The sync benchmarks (bench/sync_ingest.py, sync_snapshot.py, online_auth.py) run end to
+end at tiny sizes against the real PostgreSQL: exit 0 and their summary lines. Figures are not
+checked."""
 
 from __future__ import annotations
 
@@ -34,3 +35,11 @@ def test_sync_snapshot_runs_and_the_terminal_gets_every_card() -> None:
     out = _run("bench/sync_snapshot.py", "--cards", "300", "--changes", "30", "--limit", "100")
     assert "SUMMARY snapshot cards=300" in out and "delta_changes=30" in out
     assert "ok=yes" in out
+
+
+def test_online_auth_runs_and_every_approval_is_a_hold() -> None:
+    require(postgres.reachable(), postgres.WHAT)
+    out = _run("bench/online_auth.py", "--terminals", "3", "--cards", "20", "--rate", "5",
+               "--seconds", "1", "--closed-seconds", "1")
+    assert "authorize, open loop" in out and "authorize, closed loop" in out
+    assert "consistent" in out and "server p50" in out
