@@ -67,7 +67,7 @@ from benchlib import machine_lines  # noqa: E402
 
 from sync import client as sync_client  # noqa: E402
 from sync.server import auth, issuer, ledger, schema  # noqa: E402
-from sync.server.db import make_engine, migrate  # noqa: E402
+from sync.server.db import RETRIES, make_engine, migrate  # noqa: E402
 from terminal import admin, journal, sync_state  # noqa: E402
 from terminal.credentials import NfcUid  # noqa: E402
 from terminal.limits import Limits  # noqa: E402
@@ -682,7 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             text = server_log.read_text(encoding="utf-8", errors="replace")
             print(f"  server log: {text.count('unhandled error')} unhandled errors (HTTP 500), "
                   f"{text.count('DeadlockDetected')} of them DeadlockDetected after "
-                  f"{ledger.RETRIES} attempts")
+                  f"{RETRIES} attempts")
             print(f"  cards redeemed: {args.cards_per_terminal} "
                   f"({args.cards:,} cards on server and terminals)")
             print("  (entries include each journal's shift_open; ms/request is per terminal "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from sync.client import OnlineAuthorizer, SyncClient, push_all
-from terminal.errors import CardposError
+from terminal.errors import CardposError, StateError
 from terminal.services import utc_now
 from terminal.store import queries
 from terminal.store.db import Store
@@ -21,13 +21,20 @@ log = logging.getLogger(__name__)
 AUTHORIZE_TIMEOUT = 2.0
 
 
-def authorizer_for(store: Store, timeout: float = AUTHORIZE_TIMEOUT) -> OnlineAuthorizer | None:
-    """An authorizer for the store's server, or None when the terminal is not enrolled."""
+def client_for(store: Store, timeout: float = 5.0) -> SyncClient:
+    """A client for the server the store was enrolled with (`not_enrolled` otherwise)."""
     meta = store.read(lambda conn: queries.meta_values(conn, "server_url", "server_credential"))
     if "server_url" not in meta:
-        return None
+        raise StateError("not_enrolled")
     url, credential = meta["server_url"], meta.get("server_credential")
-    return OnlineAuthorizer(lambda: SyncClient(url, credential, timeout=timeout))
+    return SyncClient(url, credential, timeout=timeout)
+
+
+def authorizer_for(store: Store, timeout: float = AUTHORIZE_TIMEOUT) -> OnlineAuthorizer | None:
+    """An authorizer for the store's server, or None when the terminal is not enrolled."""
+    if store.read(lambda conn: queries.get_meta(conn, "server_url")) is None:
+        return None
+    return OnlineAuthorizer(lambda: client_for(store, timeout))
 
 
 def push_soon(store: Store, authorizer: OnlineAuthorizer) -> None:
@@ -35,9 +42,7 @@ def push_soon(store: Store, authorizer: OnlineAuthorizer) -> None:
     pending for the next sync (logged, never lost)."""
     if not authorizer.ready():
         return
-    meta = store.read(lambda conn: queries.meta_values(conn, "server_url", "server_credential"))
-    client = SyncClient(meta["server_url"], meta.get("server_credential"),
-                        timeout=AUTHORIZE_TIMEOUT)
+    client = client_for(store, AUTHORIZE_TIMEOUT)
     try:
         push_all(store, client, utc_now)
     except CardposError as exc:

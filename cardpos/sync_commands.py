@@ -8,18 +8,10 @@ import sqlite3
 
 from cardpos.cli import EXIT_DECLINED, EXIT_OK, Out
 from cardpos.commands import _store
+from cardpos.online import client_for
 from sync.client import SyncClient, stored_status, sync_once
-from terminal.errors import StateError
 from terminal.services import utc_now
 from terminal.store import queries
-from terminal.store.db import Store
-
-
-def _client(store: Store) -> SyncClient:
-    meta = store.read(lambda conn: queries.meta_values(conn, "server_url", "server_credential"))
-    if "server_url" not in meta:
-        raise StateError("not_enrolled")
-    return SyncClient(meta["server_url"], meta.get("server_credential"))
 
 
 def enrol(args: argparse.Namespace, out: Out) -> int:
@@ -45,7 +37,7 @@ def enrol(args: argparse.Namespace, out: Out) -> int:
 
 def sync(args: argparse.Namespace, out: Out) -> int:
     with _store(args) as store:
-        client = _client(store)
+        client = client_for(store)
         try:
             report = sync_once(store, client, utc_now)
         finally:
@@ -64,7 +56,7 @@ def status(args: argparse.Namespace, out: Out) -> int:
         server = store.read(lambda conn: queries.get_meta(conn, "server_url"))
         online = False
         if server is not None:
-            client = _client(store)
+            client = client_for(store)
             try:
                 online = client.healthy()
             finally:

@@ -471,10 +471,10 @@ class Terminal:
             queries.add_card_day(ctx.conn, card.number, ctx.today, taken)
             queries.add_offline_total(ctx.conn, taken)
         if hold is not None:
-            data["hold"] = hold
             # The server approved against its ledger; a pull since the checks may have lowered
-            # the cached balance, which then follows the server down to zero, never below.
-            card = queries.load_card(ctx.conn, number=card.number) or card
+            # the cached balance, which then follows the server down to zero, never below
+            # (`clamp`: append_money reads the balances after from the store).
+            data["hold"] = hold
         entry = ctx.append_money(staged.kind, card, staged.deltas, staged.cashier_id,
                                  staged.shift, data, online=online, clamp=hold is not None)
         if staged.closes:

@@ -9,6 +9,8 @@ serialized is serialized by row locks (see `ledger`).
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ SQLITE_BUSY_MS = 30_000
 _MIGRATE_LOCK = 875_000_001
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -106,3 +109,34 @@ def transaction(engine: Engine, job: Callable[[Connection], T]) -> T:
     """Run `job` in one transaction (committed if it returns, rolled back if it raises)."""
     with engine.begin() as conn:
         return job(conn)
+
+
+RETRIES = 5
+_RETRY_SQLSTATES = frozenset(("40001", "40P01"))  # serialization failure, deadlock
+
+
+def _curable(exc: Exception) -> bool:
+    """A failure a second try of the whole transaction can cure."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    return (getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
+            or "database is locked" in str(exc.orig))
+
+
+def transaction_retrying(engine: Engine, job: Callable[[Connection], T], *, what: str,
+                         also: tuple[type[Exception], ...] = (), pause: float = 0.01) -> T:
+    """`transaction`, run again (at most RETRIES times, backing off from `pause` seconds) when
+    it fails for a reason another try can cure: a deadlock or serialization failure on
+    PostgreSQL, a busy SQLite, or one of `also` (the caller's own "start again" signals).
+    Each retry is logged with `what`."""
+    for attempt in range(RETRIES):
+        try:
+            with engine.begin() as conn:
+                return job(conn)
+        except Exception as exc:
+            if attempt == RETRIES - 1 or not (_curable(exc) or isinstance(exc, also)):
+                raise
+            log.warning("%s retried (attempt %d): %s", what, attempt + 1,
+                        type(getattr(exc, "orig", None) or exc).__name__)
+        time.sleep(pause * 2 ** attempt)
+    raise AssertionError("unreachable")

@@ -16,7 +16,6 @@ already placed and gets the same answer instead of holding twice.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -27,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync.server import auth
 from sync.server import second_factor as second_factor_codes
-from sync.server.db import utc_now
+from sync.server.db import transaction_retrying, utc_now
 from sync.server.gateway import GatewayError, MessageGateway
 from sync.server.schema import cards, denylist, holds, purses
 from sync.server.settings import effective
@@ -51,8 +50,6 @@ def settle(conn: Connection, settled: Sequence[tuple[str, str]], now: datetime) 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = timedelta(minutes=10)
-RETRIES = 5
-_RETRY_SQLSTATES = frozenset(("40001", "40P01"))
 # What a card's status says to a debit (the terminal's rules say the same: terminal/rules.py).
 _STATUS_REASONS = {"not_activated": "not_activated", "frozen": "frozen", "lost": "lost",
                    "closed": "closed"}
@@ -120,22 +117,18 @@ def authorize(engine: Engine, request: Request, *, now: datetime | None = None,
     than a separate check, which is most of what an authorization costs
     (docs/benchmarks-sync.md)."""
     moment = now or utc_now()
-    for attempt in range(RETRIES):
-        try:
-            with engine.begin() as conn:
-                if credential is not None:
-                    who = auth.identify(conn, credential)
-                    request = replace(request, terminal=who.terminal_id, branch=who.branch)
-                return _authorize(conn, request, moment, ttl, second_factor)
-        except sa.exc.DBAPIError as exc:
-            # A deadlock, or the same hold id inserted by a concurrent retry (IntegrityError):
-            # run again, and the retry finds what the other placed.
-            sqlstate = getattr(exc.orig, "sqlstate", None)
-            retry = sqlstate in _RETRY_SQLSTATES or isinstance(exc, sa.exc.IntegrityError)
-            if attempt == RETRIES - 1 or not retry:
-                raise
-            time.sleep(0.005 * 2 ** attempt)
-    raise AssertionError("unreachable")
+
+    def job(conn: Connection) -> Verdict:
+        nonlocal request
+        if credential is not None:
+            who = auth.identify(conn, credential)
+            request = replace(request, terminal=who.terminal_id, branch=who.branch)
+        return _authorize(conn, request, moment, ttl, second_factor)
+
+    # The same hold id inserted by a concurrent retry of the request (IntegrityError) is cured
+    # by another try too: it finds what the other placed.
+    return transaction_retrying(engine, job, what=f"authorization {request.hold_id}",
+                                also=(sa.exc.IntegrityError,), pause=0.005)
 
 
 def _authorize(conn: Connection, request: Request, now: datetime, ttl: timedelta,

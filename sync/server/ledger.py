@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from sync.server import chain
-from sync.server.db import insert, utc_now
+from sync.server.db import insert, transaction_retrying, utc_now
 from sync.server.schema import (
     card_status_log,
     cards,
@@ -49,8 +48,6 @@ from terminal.errors import NotFound, StateError
 # How far back (from an overspending entry's time) other terminals' offline debits of the same
 # purse count as "involved" — the terminals' maximum time offline (Limits.offline_max_hours).
 DEFAULT_LOOKBACK = timedelta(hours=72)
-RETRIES = 5
-_RETRY_SQLSTATES = frozenset(("40001", "40P01"))  # serialization failure, deadlock
 # Entry kinds that change a card's status on the server too (the terminal did it locally).
 _CLOSES_SOURCE = frozenset(("buyback", "transfer"))
 AFTER_REJECTED = "after_rejected"
@@ -265,21 +262,9 @@ def apply_push(engine: Engine, terminal_id: str, batch: Sequence[Any], *,
     # Shape, canonical form and hash need no database: worked out once, before any lock is
     # taken (on shared cards other terminals' batches wait for this one's purse locks).
     parsed = [chain.parse(raw) for raw in batch]
-    for attempt in range(RETRIES):
-        try:
-            with engine.begin() as conn:
-                return _apply(conn, terminal_id, batch, parsed, now or utc_now(), lookback)
-        except sa.exc.DBAPIError as exc:
-            if attempt == RETRIES - 1 or not _retryable(exc):
-                raise
-            log.warning("push of %s retried (attempt %d): %s", terminal_id, attempt + 1,
-                        type(exc.orig).__name__)
-        except ConcurrentlyApplied as exc:
-            if attempt == RETRIES - 1:
-                raise
-            log.warning("push of %s retried (attempt %d): %s", terminal_id, attempt + 1, exc)
-        time.sleep(0.01 * 2 ** attempt)
-    raise AssertionError("unreachable")
+    return transaction_retrying(
+        engine, lambda conn: _apply(conn, terminal_id, batch, parsed, now or utc_now(), lookback),
+        what=f"push of {terminal_id}", also=(ConcurrentlyApplied,))
 
 
 class ConcurrentlyApplied(Exception):
@@ -287,11 +272,6 @@ class ConcurrentlyApplied(Exception):
     looked up the known ids (the insert's ON CONFLICT skipped them). What was worked out for the
     batch no longer holds, so `apply_push` rolls back and starts the batch again; the next
     attempt finds those entries and acknowledges them as duplicates."""
-
-
-def _retryable(exc: sa.exc.DBAPIError) -> bool:
-    sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate in _RETRY_SQLSTATES or "database is locked" in str(exc.orig)
 
 
 @dataclass(slots=True)
