@@ -265,8 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     from cardpos.server_commands import add_server_commands
     add_server_commands(sub, command, group)
 
-    p = command("demo", c.demo, "a scripted demonstration on demo cards, in a fresh data dir")
+    u = _LazyHandlers("cardpos.ui_commands")
+    from cardpos.ui_commands import add_ui_arguments
+
+    p = command("cashier", u.cashier, "the cashier window (keyboard first)")
+    add_ui_arguments(p, devices=True)
+    p = command("kiosk", u.kiosk, "the self-service kiosk window (full screen, touch)")
+    add_ui_arguments(p, devices=True)
+    p = command("demo", u.demo, "the cashier window on demo cards, simulated devices and an "
+                "embedded server, in a fresh data dir")
+    p.add_argument("--kiosk", action="store_true", help="open the kiosk instead")
+    p.add_argument("--script", action="store_true",
+                   help="no window: a scripted walk through a cashier's day, printed")
+    p.add_argument("--no-voice", action="store_true", help="no spoken results")
     p.add_argument("--keep", action="store_true", help="keep the demo data directory")
+    add_ui_arguments(p, devices=False)
     return parser
 
 

@@ -2,12 +2,14 @@
 
 `seed` makes a terminal with demo cards across programs (fuel with a general purse, phone
 credit, shopping; one expiring soon, one frozen, one lost, one not yet activated, one with a
-PIN), an issuer key, a cashier and a supervisor. The Qt demo (issue 5) reuses it; until then
-`cardpos demo` runs the script below headless and prints what a cashier would see.
+PIN), an issuer key, a cashier and a supervisor. The Qt demo (issue 5) runs on a demo site
+(cardpos/demo_site.py: the same seed, plus a server it is enrolled with); `run_demo` walks
+through a cashier's day headless, printing what a cashier would see (the scripted demo).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -26,6 +28,7 @@ from terminal.store.db import Store
 CASHIER, CASHIER_PIN = "alice", "1111"
 SUPERVISOR, SUPERVISOR_PIN = "sam", "9999"
 CARD_PIN = "2468"
+DEMO_KEY_ID = "demo-2026"
 
 
 def demo_number(serial: int) -> str:
@@ -79,12 +82,15 @@ class Seeded:
     cards: list[DemoCard]
 
 
-def seed(data: Path, terminal_id: str = "DEMO-1", now: datetime | None = None) -> Seeded:
-    """Create a demo terminal in `data` (which must not hold a store yet)."""
+def seed(data: Path, terminal_id: str = "DEMO-1", now: datetime | None = None, *,
+         key: issuer.KeyFile | None = None) -> Seeded:
+    """Create a demo terminal in `data` (which must not hold a store yet), trusting `key` — by
+    default a new issuer key written to `issuer-key.json` (the demo site passes its server's
+    signing key instead). The cards are also left in `demo-cards.csv`."""
     now = now or utc_now()
     store = admin.init_store(data, terminal_id, Limits(), now)
     try:
-        key = issuer.generate_key_file(data / "issuer-key.json", "demo-2026")
+        key = key or issuer.generate_key_file(data / "issuer-key.json", DEMO_KEY_ID)
         admin.add_key(store, key.key_id, key.public_hex, now)
         cards = demo_cards(now.date())
         write_csv(data / "demo-cards.csv", cards)
@@ -94,6 +100,14 @@ def seed(data: Path, terminal_id: str = "DEMO-1", now: datetime | None = None) -
     finally:
         store.close()
     return Seeded(data, key, cards)
+
+
+def card_qr(conn: sqlite3.Connection, key: issuer.KeyFile, number: str, *, dynamic: bool,
+            counter: int | None = None) -> str:
+    """The QR text of card `number` signed with `key`, with the purse hints and expiry that the
+    store read through `conn` holds (a dynamic code's counter: the time window's by default)."""
+    return issuer.make_token(key, number, queries.load_card(conn, number=number),
+                             dynamic=dynamic, counter=counter)
 
 
 def run_demo(data: Path, lang: str) -> Iterator[str]:
@@ -127,8 +141,7 @@ def run_demo(data: Path, lang: str) -> Iterator[str]:
                         terminal.redeem(NfcUid(pin_card.uid), 20_00, pin=CARD_PIN))
         yield from show("Redeem 120.00 offline (over the per-transaction limit)",
                         terminal.redeem(NfcUid(pin_card.uid), 120_00, pin=CARD_PIN))
-        card = store.read(lambda conn: queries.load_card(conn, number=fuel.number))
-        qr = issuer.make_token(seeded.key, fuel.number, card, dynamic=True)
+        qr = store.read(lambda conn: card_qr(conn, seeded.key, fuel.number, dynamic=True))
         yield from show("Customer shows a dynamic QR code; redeem 3.00",
                         terminal.redeem(QrCode(qr), 3_00))
         yield from show("The same QR code again (a screenshot)",

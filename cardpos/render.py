@@ -13,14 +13,19 @@ from terminal.services import CardView, Result
 _AMOUNT_PARAMS = ("available", "approved_amount", "requested_amount", "limit", "remaining")
 
 
-def decision_lines(decision: Decision, lang: str, currency: str) -> list[str]:
-    """The outcome in capitals, then one translated line per reason."""
+def reason_texts(decision: Decision, lang: str, currency: str) -> list[tuple[Reason, str]]:
+    """Each reason of `decision` with its translated sentence (amounts formatted)."""
     params = {k: format_minor(v, currency) if k in _AMOUNT_PARAMS and isinstance(v, int) else v
               for k, v in decision.params.items()}
+    return [(r, text(r.value, lang, **params)) for r in decision.reasons]
+
+
+def decision_lines(decision: Decision, lang: str, currency: str) -> list[str]:
+    """The outcome in capitals, then one translated line per reason."""
     head = decision.outcome.value.upper().replace("_", " ")
     lines = [head + ": " + text(decision.outcome.value, lang)]
-    lines += [("  ! " if r in (Reason.EXPIRING_SOON, Reason.PARTIAL_APPROVAL) else "  - ")
-              + text(r.value, lang, **params) for r in decision.reasons]
+    lines += [("  ! " if r in (Reason.EXPIRING_SOON, Reason.PARTIAL_APPROVAL) else "  - ") + line
+              for r, line in reason_texts(decision, lang, currency)]
     return lines
 
 

@@ -1,16 +1,18 @@
 """ESC/POS receipt printer (python-escpos): network, USB, serial and file transports.
 
-A receipt is rendered to bytes first (python-escpos' `Dummy` records them), then sent through
-the real transport in one write: the layout is testable on its own, and a printer that fails is
-found before it has printed half a receipt. Before the receipt, the printer is asked for its
-paper sensor (`DLE EOT 4`) where the transport can read an answer (TCP, serial, USB); a printer
-that does not answer within `status_timeout` prints anyway, because many cheap printers never do.
+It prints receipts of journal entries and plain slips (the Z report). A document is rendered to
+bytes first (python-escpos' `Dummy` records them), then sent through the real transport in one
+write: the layout is testable on its own, and a printer that fails is found before it has
+printed half a receipt. Before the document, the printer is asked for its paper sensor
+(`DLE EOT 4`) where the transport can read an answer (TCP, serial, USB); a printer that does not
+answer within `status_timeout` prints anyway, because many cheap printers never do.
 
 Offline (refused, timed out, unplugged) and out of paper raise `DeviceError` with the codes
 "printer_offline" / "printer_out_of_paper" — the redemption already stands; the cashier reprints.
 
 Threads: `EscposPrinter.print_receipt` blocks (network round trips); call it only from a worker
-thread. `PrinterWorker` is that thread for the UI: submit a receipt, get the outcome by callback.
+thread. `PrinterWorker` is that thread for the UI: submit a receipt or slip, get the outcome by
+callback.
 
 Spec strings (`open_printer`), with optional `,key=value` options after the address:
     escpos:tcp:HOST[:PORT]          network printer, raw port 9100 by default
@@ -27,7 +29,6 @@ import queue
 import socket
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -39,7 +40,7 @@ from escpos.exceptions import Error as EscposError  # type: ignore[import-untype
 
 from terminal.errors import BadInput, DeviceError
 from terminal.ports import DeviceState, DeviceStatus, EventSink, ReceiptPrinter
-from terminal.receipt import Receipt
+from terminal.receipt import Receipt, Slip, columns, fold, label
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +131,6 @@ def parse_spec(arg: str | None) -> PrinterSpec:
 
 # --- layout -----------------------------------------------------------------------------------
 
-def columns(text: str) -> int:
-    """Printed width in font-A cells: CJK characters take two."""
-    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
-
-
 def pair(left: str, right: str, width: int) -> str:
     """`left` and `right` on one line, `right` flush with the right margin (amounts align)."""
     gap = width - columns(left) - columns(right)
@@ -171,22 +167,10 @@ def render_receipt(receipt: Receipt, width: int = 42, charset: Charset = "auto")
 
     Pure (no I/O): python-escpos' Dummy printer records what the commands would send.
     """
-    p = escpos_printer.Dummy()
-    page = _Page(p, charset)
-    rule = "-" * width
     labels = receipt.labels
-    p.hw("INIT")
-    if charset == "gb18030":
-        p._raw(KANJI_MODE_ON)
-    p.set(align="center", double_height=True, double_width=False)
-    p.set(bold=True)
-    page.line(receipt.title)
-    p.set(normal_textsize=True)
-    if receipt.copy:
-        p.set(bold=True, invert=True)
-        page.line(f" {labels['copy']} ")
-        p.set(invert=False)
-    p.set(align="left", bold=False)
+    copy_mark = labels["copy"] if receipt.copy else None
+    p, page = _begin(receipt.title, copy_mark, width, charset)
+    rule = "-" * width
     page.line(rule)
     page.line(pair(labels["terminal"], receipt.terminal_id, width))
     page.line(receipt.at)
@@ -197,8 +181,8 @@ def render_receipt(receipt: Receipt, width: int = 42, charset: Charset = "auto")
     for purse, amount in receipt.changes:
         page.line(pair(purse, amount, width))
     p.set(bold=False)
-    for label, value in receipt.extra:
-        page.line(pair(label, value, width))
+    for name, value in receipt.extra:
+        page.line(pair(name, value, width))
     if receipt.balances:
         page.line()
         page.line(labels["balance"])
@@ -211,9 +195,57 @@ def render_receipt(receipt: Receipt, width: int = 42, charset: Charset = "auto")
     p.set(align="center")
     p.qr(receipt.support_code, ec=QR_ECLEVEL_M, size=QR_MODULE_DOTS, native=True)
     page.line()
-    if receipt.copy:
+    return _end(p, page, copy_mark)
+
+
+def render_slip(slip: Slip, width: int = 42, charset: Charset = "auto") -> bytes:
+    """A slip as ESC/POS bytes: the receipt's bold title and COPY mark, a rule, the lines folded
+    to `width` cells, cut. Pure, like `render_receipt`."""
+    copy_mark = slip.copy_label if slip.copy else None
+    p, page = _begin(slip.title, copy_mark, width, charset)
+    page.line("-" * width)
+    for line in slip.lines:
+        for part in fold(line, width):
+            page.line(part)
+    page.line()
+    p.set(align="center")
+    return _end(p, page, copy_mark)
+
+
+def render(document: Receipt | Slip, width: int = 42, charset: Charset = "auto") -> bytes:
+    """`render_receipt` or `render_slip`, whichever `document` needs."""
+    if isinstance(document, Receipt):
+        return render_receipt(document, width, charset)
+    return render_slip(document, width, charset)
+
+
+def _begin(title: str, copy_mark: str | None, width: int,
+           charset: Charset) -> tuple[Escpos, _Page]:
+    """A Dummy printer with the head every document shares: init, charset, the bold title
+    (folded to `width`), and the inverted copy mark on a reprint."""
+    p = escpos_printer.Dummy()
+    page = _Page(p, charset)
+    p.hw("INIT")
+    if charset == "gb18030":
+        p._raw(KANJI_MODE_ON)
+    p.set(align="center", double_height=True, double_width=False)
+    p.set(bold=True)
+    for part in fold(title, width):
+        page.line(part)
+    p.set(normal_textsize=True)
+    if copy_mark is not None:
+        p.set(bold=True, invert=True)
+        page.line(f" {copy_mark} ")
+        p.set(invert=False)
+    p.set(align="left", bold=False)
+    return p, page
+
+
+def _end(p: Escpos, page: _Page, copy_mark: str | None) -> bytes:
+    """The shared foot: the copy mark again on a reprint, then feed and cut; the bytes."""
+    if copy_mark is not None:
         p.set(bold=True)
-        page.line(labels["copy"])
+        page.line(copy_mark)
         p.set(bold=False)
     p.set(align="left")
     p.cut()
@@ -267,10 +299,10 @@ class EscposPrinter:
         #: sensor said so (a `PrinterWorker` turns it into a DeviceStatus for the counter).
         self.last_code = "printer_ready"
 
-    def print_receipt(self, receipt: Receipt) -> None:
-        """Print, or raise DeviceError (printer_offline, printer_out_of_paper, printer_error)."""
-        data = render_receipt(receipt, self.spec.width, self.spec.charset)
-        self._send(data)
+    def print_receipt(self, receipt: Receipt | Slip) -> None:
+        """Print a receipt or slip, or raise DeviceError (printer_offline,
+        printer_out_of_paper, printer_error)."""
+        self._send(render(receipt, self.spec.width, self.spec.charset))
 
     def check(self) -> None:
         """Open, ask the paper sensor, close — without printing (DeviceError if not usable)."""
@@ -425,9 +457,9 @@ def open_printer(arg: str | None) -> EscposPrinter:
 
 @dataclass(frozen=True)
 class PrintOutcome:
-    """What became of one submitted receipt; `error` is None when it was printed."""
+    """What became of one submitted receipt or slip; `error` is None when it was printed."""
 
-    receipt: Receipt
+    receipt: Receipt | Slip
     error: DeviceError | None = None
     cancelled: bool = False  # the worker was stopped before the job ran
 
@@ -447,13 +479,14 @@ _STATES = {"printer_offline": DeviceState.MISSING, "printer_out_of_paper": Devic
 
 @dataclass
 class _Job:
-    receipt: Receipt
+    receipt: Receipt | Slip
     on_done: OnDone | None
     submitted: float = field(default_factory=time.monotonic)
 
 
 class PrinterWorker:
-    """Owns one printer and one thread; the UI submits receipts and gets outcomes by callback.
+    """Owns one printer and one thread; the UI submits receipts (or slips) and gets outcomes by
+    callback.
 
     `on_done` and the `sink` (DeviceStatus events: printer_offline, printer_out_of_paper,
     printer_ready, printer_paper_low) are called on the worker thread; a UI forwards them to its
@@ -474,7 +507,7 @@ class PrinterWorker:
         self._sink: EventSink | None = None
         self._stopping = threading.Event()
         self._state_code: str | None = None  # the last status code reported
-        self.last_failed: Receipt | None = None
+        self.last_failed: Receipt | Slip | None = None
 
     def start(self, sink: EventSink | None = None) -> None:
         """Start the worker thread (status events go to `sink`, on that thread)."""
@@ -485,18 +518,18 @@ class PrinterWorker:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, receipt: Receipt, on_done: OnDone | None = None) -> None:
-        """Queue a receipt; returns at once. `on_done(outcome)` runs on the worker thread."""
+    def submit(self, receipt: Receipt | Slip, on_done: OnDone | None = None) -> None:
+        """Queue a receipt or slip; returns at once. `on_done(outcome)` runs on the worker
+        thread."""
         if self._stopping.is_set():
-            log.warning("printer %s: worker stopped, receipt %s not printed", self.name,
-                        receipt.entry_id)
+            log.warning("printer %s: worker stopped, %s not printed", self.name, label(receipt))
             if on_done is not None:
                 on_done(PrintOutcome(receipt, cancelled=True))
             return
         self._jobs.put(_Job(receipt, on_done))
 
-    def reprint(self, receipt: Receipt, on_done: OnDone | None = None) -> None:
-        """Queue `receipt` again, marked as a copy."""
+    def reprint(self, receipt: Receipt | Slip, on_done: OnDone | None = None) -> None:
+        """Queue `receipt` (or slip) again, marked as a copy."""
         self.submit(replace(receipt, copy=True), on_done)
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -542,15 +575,14 @@ class PrinterWorker:
             error = exc
         except Exception:  # a bug or an unexpected library error must not kill the thread
             log.exception("printer %s: unexpected failure printing %s", self.name,
-                          job.receipt.entry_id)
+                          label(job.receipt))
             error = DeviceError("printer_error", name=self.name)
         if error is None:
             self.last_failed = None
             self._report(str(getattr(self.printer, "last_code", "printer_ready")))
             self._done(job, PrintOutcome(job.receipt))
             return None
-        log.warning("printer %s: receipt %s not printed: %s", self.name, job.receipt.entry_id,
-                    error.code)
+        log.warning("printer %s: %s not printed: %s", self.name, label(job.receipt), error.code)
         self.last_failed = job.receipt
         self._report(error.code)
         self._done(job, PrintOutcome(job.receipt, error))
@@ -597,4 +629,4 @@ class PrinterWorker:
 
 
 __all__ = ["EscposPrinter", "PaperStatus", "PrintOutcome", "PrinterSpec", "PrinterWorker",
-           "open_printer", "parse_spec", "render_receipt"]
+           "open_printer", "parse_spec", "render", "render_receipt", "render_slip"]

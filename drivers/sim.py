@@ -29,7 +29,7 @@ from terminal.ports import (
     DeviceStatus,
     EventSink,
 )
-from terminal.receipt import Receipt
+from terminal.receipt import Receipt, Slip, label
 
 log = logging.getLogger(__name__)
 
@@ -214,14 +214,15 @@ class SimCamera(_SimDevice):
 
 
 class SimPrinter:
-    """A receipt printer that keeps what it printed in `printed`; can be switched off
-    (`set_offline`) or run out of paper (`set_paper`). Implements `ReceiptPrinter` (and the
-    `check()` a `PrinterWorker` probes), with the same error codes as `EscposPrinter`."""
+    """A receipt printer that keeps what it printed (receipts and slips, in order) in `printed`;
+    can be switched off (`set_offline`) or run out of paper (`set_paper`). Implements
+    `ReceiptPrinter` (and the `check()` a `PrinterWorker` probes), with the same error codes as
+    `EscposPrinter`."""
 
     def __init__(self, name: str = "sim", *, delay: float = 0.0) -> None:
         self.name = name
         self.delay = delay  # seconds per receipt, to simulate a slow printer
-        self.printed: list[Receipt] = []
+        self.printed: list[Receipt | Slip] = []
         self.offline = False
         self.paper = "ok"  # "ok" | "low" | "out"
         self.last_code = "printer_ready"
@@ -247,7 +248,7 @@ class SimPrinter:
                 raise DeviceError("printer_out_of_paper", name=self.name)
             self.last_code = "printer_paper_low" if self.paper == "low" else "printer_ready"
 
-    def print_receipt(self, receipt: Receipt) -> None:
+    def print_receipt(self, receipt: Receipt | Slip) -> None:
         """Called from the printer worker's thread, like the real one."""
         self.check()
         if self.delay:
@@ -255,11 +256,11 @@ class SimPrinter:
         with self._lock:
             self.printed.append(receipt)
             self._lock.notify_all()
-        log.info("sim printer %s: printed %s%s", self.name, receipt.entry_id,
+        log.info("sim printer %s: printed %s%s", self.name, label(receipt),
                  " (copy)" if receipt.copy else "")
 
-    def wait_printed(self, count: int, timeout: float) -> list[Receipt]:
-        """Wait until `count` receipts were printed (fewer if `timeout` passes first)."""
+    def wait_printed(self, count: int, timeout: float) -> list[Receipt | Slip]:
+        """Wait until `count` receipts or slips were printed (fewer if `timeout` passes first)."""
         with self._lock:
             self._lock.wait_for(lambda: len(self.printed) >= count, timeout)
             return list(self.printed)

@@ -201,8 +201,14 @@ def push_all(store: Store, client: SyncClient, clock: Callable[[], datetime]) ->
     return PushReport(pushed, duplicates, rejected, pending)
 
 
-def sync_once(store: Store, client: SyncClient, clock: Callable[[], datetime]) -> RoundReport:
-    """One round: push all pending entries (in batches), then pull until nothing more."""
+def sync_once(store: Store, client: SyncClient, clock: Callable[[], datetime],
+              progress: Callable[[int], bool] | None = None,
+              limit: int = DEFAULT_PULL_LIMIT) -> RoundReport:
+    """One round: push all pending entries (in batches), then pull until nothing more.
+
+    `progress(cards so far)` is called after each applied page; when it returns False the
+    round stops there. Each page is applied with its cursor in one transaction, so a stopped
+    round loses nothing: the next one goes on from the last applied page."""
     pushed = push_all(store, client, clock)
     cursor = int(store.read(lambda conn: queries.get_meta(conn, "sync_cursor")) or 0)
     cards = 0
@@ -211,14 +217,18 @@ def sync_once(store: Store, client: SyncClient, clock: Callable[[], datetime]) -
     # applied. `client` is used by the fetching thread alone until the loop ends; a prefetched
     # page is only ever applied after the page before it was applied whole.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-pull") as fetcher:
-        ahead: Future[dict[str, Any]] | None = fetcher.submit(client.pull, cursor)
+        ahead: Future[dict[str, Any]] | None = fetcher.submit(client.pull, cursor, limit)
         while ahead is not None:
             page = ahead.result()
             following = _following(page)
-            ahead = fetcher.submit(client.pull, following) if following is not None else None
+            ahead = (fetcher.submit(client.pull, following, limit) if following is not None
+                     else None)
             summary = store.write(functools.partial(sync_state.apply_pull, page=page,
                                                     pending=pending, checked=True))
             cursor, cards = summary.cursor, cards + summary.cards
+            if progress is not None and ahead is not None and not progress(cards):
+                ahead.cancel()
+                break
     return RoundReport(pushed.pushed, pushed.duplicates, pushed.rejected, pushed.pending, cards,
                        cursor)
 
@@ -241,6 +251,8 @@ class SyncStatus:
     last_sync: datetime | None
     cursor: int
     error: str | None
+    #: Cards received so far by a round that is still pulling pages (None: no such round).
+    pulling: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"online": self.online, "pending": self.pending,
@@ -274,6 +286,7 @@ class SyncLoop:
         self._on_status = on_status
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._status = stored_status(store)
         self._thread = threading.Thread(target=self._run, name="sync", daemon=True)
@@ -289,6 +302,15 @@ class SyncLoop:
     def sync_now(self) -> None:
         """Ask for a round at once (after a redemption, or a button)."""
         self._wake.set()
+
+    def cancel_round(self) -> None:
+        """Stop the running round after the page in hand (a long first snapshot the person at
+        the terminal does not want to wait for); the next round goes on from there. Any thread."""
+        self._cancel.set()
+
+    def _progress(self, cards: int) -> bool:
+        self._publish(pulling=cards)
+        return not (self._cancel.is_set() or self._stopping.is_set())
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -310,19 +332,20 @@ class SyncLoop:
         client = self._make_client()
         try:
             while not self._stopping.is_set():
+                self._cancel.clear()
                 try:
-                    report = sync_once(self._store, client, self._clock)
+                    report = sync_once(self._store, client, self._clock, self._progress)
                 except CardposError as exc:
                     failures += 1
                     log.warning("sync round failed (%s): %s", exc.code, exc)
-                    self._publish(online=False, error=exc.code,
+                    self._publish(online=False, error=exc.code, pulling=None,
                                   pending=self._store.read(sync_state.pending_count))
                     delay = min(self._interval * 2 ** min(failures, 10), self._max_backoff)
                     delay *= random.uniform(0.8, 1.2)  # jitter: terminals don't retry in step
                 else:
                     failures = 0
                     self._publish(online=True, error=None, pending=report.pending,
-                                  last_sync=self._clock(), cursor=report.cursor)
+                                  last_sync=self._clock(), cursor=report.cursor, pulling=None)
                     delay = self._interval
                 self._wake.wait(delay)
                 self._wake.clear()

@@ -43,6 +43,10 @@ class Limits:
     second_factor_above: int = 100_00
     #: Purses used, in this order, when a redemption names none; empty = the card's own order.
     purse_order: tuple[str, ...] = ()
+    #: The self-service kiosk may take money off a card (else it only shows balances and quotes).
+    kiosk_self_redeem: bool = False
+    #: Seconds without a touch before the kiosk forgets the card and returns to its start screen.
+    kiosk_idle_seconds: int = 45
 
     def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -95,9 +99,13 @@ class Limits:
                 raise BadInput("bad_setting", name=name, value=str(getattr(self, name)))
         for name, most in (("offline_max_hours", 24 * 366 * 10), ("expiring_soon_days", 3660),
                            ("void_window_minutes", 24 * 60), ("pin_max_failures", 100),
-                           ("code_skew_seconds", 3600)):
+                           ("code_skew_seconds", 3600),
+                           ("kiosk_idle_seconds", 3600)):
             if getattr(self, name) > most:
                 raise BadInput("bad_setting", name=name, value=str(getattr(self, name)))
+        if self.kiosk_idle_seconds < 5:
+            raise BadInput("bad_setting", name="kiosk_idle_seconds",
+                           value=str(self.kiosk_idle_seconds))
         if self.pin_max_failures < 1:
             raise BadInput("bad_setting", name="pin_max_failures", value=str(self.pin_max_failures))
         if not self.purse_order == tuple(dict.fromkeys(self.purse_order)):

@@ -264,6 +264,13 @@ EN: dict[str, str] = {
     "receipt_entry": "Entry",
     "receipt_paid_out": "Paid out",
     "receipt_to_card": "To card",
+    # The windows (ui/)
+    "internal_error": "Something went wrong inside the terminal ({detail}). The operation was "
+                      "not done; please try again or call support.",
+    "bad_size": "Window size {size} is not WIDTHxHEIGHT between 200 and 8000 pixels.",
+    "screenshot_failed": "The screenshot could not be saved to {path}.",
+    "no_display": "There is no display to show the window on (DISPLAY and WAYLAND_DISPLAY are "
+                  "not set). Run it on the desktop, under xvfb-run, or with --screenshot PATH.",
 }
 
 ZH_CN: dict[str, str] = {
@@ -486,6 +493,12 @@ ZH_CN: dict[str, str] = {
     "receipt_entry": "流水号",
     "receipt_paid_out": "支付现金",
     "receipt_to_card": "转入卡",
+    # The windows (ui/)
+    "internal_error": "终端内部出错（{detail}）。操作未执行；请重试或联系技术支持。",
+    "bad_size": "窗口尺寸 {size} 无效：应为 宽x高，范围 200 到 8000 像素。",
+    "screenshot_failed": "无法将截图保存到 {path}。",
+    "no_display": "没有可显示窗口的屏幕（未设置 DISPLAY 或 WAYLAND_DISPLAY）。请在桌面环境中、"
+                  "用 xvfb-run 或加 --screenshot PATH 运行。",
 }
 
 CATALOGUES: dict[str, dict[str, str]] = {"en": EN, "zh_CN": ZH_CN}

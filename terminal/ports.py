@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from terminal.receipt import Receipt
+from terminal.receipt import Receipt, Slip
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,10 @@ class Device(Protocol):
 class ReceiptPrinter(Protocol):
     name: str
 
-    def print_receipt(self, receipt: Receipt) -> None:
+    def print_receipt(self, receipt: Receipt | Slip) -> None:
         """Print, or raise `terminal.errors.DeviceError` (offline, out of paper, ...). Called
-        only with receipts of committed entries, from a worker thread."""
+        with receipts of committed entries, or slips such as the Z report, from a worker
+        thread."""
 
 
 class Speaker(Protocol):

@@ -3,11 +3,13 @@
 Built from the committed entry alone (its deltas and the balances after it, which the entry
 records), so a reprint days later shows exactly what the first print showed, marked as a copy.
 Card numbers are masked; the entry id and chain hash, and a support code (for a QR) that names
-the entry, let support find it in the journal.
+the entry, let support find it in the journal. A `Slip` is the printer's other document: plain
+lines under a title (the Z report), built by whoever prints it.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -58,6 +60,65 @@ class Receipt:
         lines += ["-" * width, pair(self.labels["entry"], f"#{self.seq}"), self.entry_id,
                   self.chain_hash[:width]]
         return lines
+
+
+def columns(text: str) -> int:
+    """Printed width in font-A cells: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text)
+
+
+def fold(line: str, width: int) -> list[str]:
+    """`line` in pieces of at most `width` cells: broken at the last space that fits, or cut
+    where there is none (ids, Chinese text). An empty line stays one empty line."""
+    pieces: list[str] = []
+    while columns(line) > width:
+        cut, cells = 0, 0  # the longest head that fits
+        while cells + columns(line[cut]) <= width:
+            cells += columns(line[cut])
+            cut += 1
+        space = line.rfind(" ", 0, cut + 1)
+        head = line[:space].rstrip() if space > 0 else ""
+        if head:
+            pieces.append(head)
+            line = line[space:].lstrip()
+        else:
+            pieces.append(line[:max(cut, 1)])
+            line = line[max(cut, 1):]
+    return [*pieces, line] if line or not pieces else pieces
+
+
+@dataclass(frozen=True)
+class Slip:
+    """A plain text document for the receipt printer that is not a journal entry's receipt:
+    the Z report of a shift. No entry id or support QR; long lines are folded to the paper.
+
+    `copy_label` is the mark a reprint carries (a UI passes `text("receipt_copy", lang)`).
+    """
+
+    title: str
+    lines: tuple[str, ...]
+    copy: bool = False
+    copy_label: str = text("receipt_copy", "en")
+
+    def text_lines(self, width: int = 42) -> list[str]:
+        """Plain text, `width` cells: title centred, the copy mark, a rule, the folded lines."""
+        def centre(part: str) -> str:
+            return " " * max((width - columns(part)) // 2, 0) + part
+
+        lines = [centre(part) for part in fold(self.title, width)]
+        if self.copy:
+            lines.append(centre(self.copy_label))
+        lines.append("-" * width)
+        for line in self.lines:
+            lines += fold(line, width)
+        return lines
+
+
+def label(document: Receipt | Slip) -> str:
+    """How logs name a printed document: a receipt by its entry id, a slip by its title."""
+    if isinstance(document, Receipt):
+        return f"receipt {document.entry_id}"
+    return f"slip {document.title!r}"
 
 
 def support_code(entry: Entry) -> str:

@@ -94,6 +94,18 @@ class Result:
                 **({"quote": self.quote.as_json()} if self.quote else {})}
 
 
+@dataclass(frozen=True)
+class Voidable:
+    """A redemption a supervisor may still void: what the void screen lists."""
+
+    entry_id: str
+    seq: int
+    at: datetime
+    card: str  # masked
+    amount: int
+    currency: str
+
+
 @dataclass
 class _Context:
     """What every operation needs, read once (one meta query) at the start of its transaction."""
@@ -301,6 +313,26 @@ class Terminal:
             return Result(APPROVE, CardView.of(card.after(reversal), ctx.today), entry)
 
         return self.store.write(job)
+
+    def voidable(self, limit: int = 20) -> list[Voidable]:
+        """The open shift's redemptions that a void could still reverse (newest first): not
+        voided yet and inside the void window. A read; what the void screen lists."""
+        def job(conn: sqlite3.Connection) -> list[Voidable]:
+            ctx = self._context(conn)
+            shift = queries.open_shift(conn)
+            if shift is None:
+                return []
+            since = journal.timestamp(ctx.now - timedelta(minutes=ctx.limits.void_window_minutes))
+            found = journal.entries(
+                conn, "kind = 'redeem' AND shift = ? AND at >= ? AND id NOT IN "
+                "(SELECT ref FROM journal WHERE kind = 'void' AND ref IS NOT NULL)",
+                (shift[0], since))
+            rows = [Voidable(e.id, e.seq, e.at, mask(str(e.body["card"])),
+                             -sum(d.amount for d in e.deltas), e.deltas[0].currency)
+                    for e in found if e.deltas]
+            return rows[::-1][:limit]
+
+        return self.store.read(job)
 
     def topup(self, credential: Credential, amount: int, *, purse: str | None = None,
               cashier: str | None = None) -> Result:
@@ -593,6 +625,38 @@ class Shifts:
             decision, entry = people.open_shift(conn, cashier_id, pin, queries.load_limits(conn),
                                                 queries.terminal_id(conn), self.clock())
             return decision, entry.body["shift"] if entry else None
+
+        return self.store.write(job)
+
+    def login(self, cashier_id: str, pin: str) -> tuple[Decision, str | None]:
+        """Log a cashier in at the start of the app: open a shift, or resume the shift they
+        left open (the app was closed or crashed mid-shift). Another cashier's open shift is
+        `shift_already_open`: it must be closed with its own cashier's PIN first."""
+        def job(conn: sqlite3.Connection) -> tuple[Decision, str | None]:
+            open_shift = queries.open_shift(conn)
+            if open_shift is None or open_shift[1] != cashier_id:
+                decision, entry = people.open_shift(
+                    conn, cashier_id, pin, queries.load_limits(conn), queries.terminal_id(conn),
+                    self.clock())
+                return decision, entry.body["shift"] if entry else None
+            cashier = queries.load_cashier(conn, cashier_id)
+            assert cashier is not None  # the shift's cashier exists (foreign key)
+            decision = people.check_cashier_pin(conn, cashier, pin, queries.load_limits(conn))
+            return decision, open_shift[0] if decision.approved else None
+
+        return self.store.write(job)
+
+    def current(self) -> tuple[str, str, str] | None:
+        """(shift id, cashier id, opened at) of the open shift, or None."""
+        return self.store.read(queries.open_shift)
+
+    def check_supervisor(self, supervisor: str, pin: str) -> Decision:
+        """Whether `pin` is supervisor `supervisor`'s (the kiosk's way out). A write: a wrong
+        PIN counts against that supervisor and locks them out like any other PIN check.
+        An unknown or inactive id is NotFound."""
+        def job(conn: sqlite3.Connection) -> Decision:
+            return people.check_supervisor(conn, pin, supervisor,
+                                           queries.load_limits(conn)).decision
 
         return self.store.write(job)
 

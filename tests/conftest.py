@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,10 @@ from terminal.services import Shifts, Terminal
 from terminal.store.db import Store
 
 # The server tests' fixtures (database, terminals T1/T2, the API under uvicorn).
-pytest_plugins = ("tests.server_fixtures",)
+pytest_plugins = ("tests.server_fixtures", "tests.ui_fixtures")
+
+# The Qt tests render offscreen (no display in CI); set before PySide6 is first imported.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 HEADER = "number,uid,program,purse,balance,currency,expiry,status,pin"

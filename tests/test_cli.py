@@ -913,7 +913,7 @@ def test_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    ran = Cli(tmp_path / "unused", capsys).text("demo")
+    ran = Cli(tmp_path / "unused", capsys).text("demo", "--script")
     assert ran.code == 0, ran.err
     lines = [ln for ln in ran.out.splitlines() if ln.strip()]
     assert lines[-1].startswith("Journal OK:")

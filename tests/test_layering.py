@@ -27,3 +27,27 @@ def test_terminal_imports_nothing_outside_the_core() -> None:
     assert "terminal" in out
     leaked = sorted(set(out) & set(FORBIDDEN))
     assert leaked == [], f"terminal/ pulled in {leaked}"
+
+
+def test_only_ui_imports_qt() -> None:
+    """drivers/, sync/ and cardpos/ (the composition root, which starts the windows lazily)
+    load no Qt module: importing all of them leaves PySide6 out of the interpreter."""
+    import cardpos
+    import drivers
+    import sync
+
+    modules = sorted(m.name for pkg in (cardpos, drivers, sync)
+                     for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")
+                     # alembic's env and entry points run when imported: not library modules
+                     if ".migrations" not in m.name and not m.name.endswith("__main__"))
+    assert "cardpos.ui_commands" in modules and "drivers.sim" in modules
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True, cwd=Path(terminal.__file__).parent.parent).stdout.split()
+    assert "cardpos" in out
+    leaked = sorted(set(out) & {"PySide6", "shiboken6", "ui"})
+    assert leaked == [], f"outside ui/, Qt was loaded: {leaked}"

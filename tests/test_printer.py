@@ -2,7 +2,8 @@
 (and answers the paper status query like a printer, or not at all), a pseudo-terminal as the
 serial port, a file, and pyusb with no such device.
 
-Receipts are built from really committed journal entries (the `till` fixture).
+Receipts are built from really committed journal entries (the `till` fixture); slips (the Z
+report) are plain lines.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import replace
 import pytest
 
 from drivers.printer import (
+    KANJI_MODE_ON,
     PAPER_STATUS_QUERY,
     EscposPrinter,
     PrinterWorker,
@@ -28,12 +30,14 @@ from drivers.printer import (
     open_printer,
     parse_spec,
     render_receipt,
+    render_slip,
 )
 from terminal.credentials import NfcUid
 from terminal.errors import BadInput, DeviceError
 from terminal.journal import Entry
+from terminal.messages import text
 from terminal.ports import DeviceState, DeviceStatus
-from terminal.receipt import Receipt, build_receipt
+from terminal.receipt import Receipt, Slip, build_receipt
 from tests.conftest import Till
 from tests.needs import require
 from tests.serving import free_port
@@ -300,7 +304,7 @@ def test_worker_survives_a_failing_printer_and_cancels_on_stop(receipt: Receipt)
     class Broken:
         name = "broken"
 
-        def print_receipt(self, receipt: Receipt) -> None:
+        def print_receipt(self, receipt: Receipt | Slip) -> None:
             time.sleep(0.2)
             raise ValueError("a bug in a driver")
 
@@ -342,6 +346,79 @@ def test_chinese_receipt_in_gb18030(till: Till, entry: Entry) -> None:
     assert "消费凭条".encode("gb18030") in data
     line = ("卡号" + " " * 27 + "*******8713").encode("gb18030")  # 2 cells per character
     assert line in text_lines(data)
+
+
+Z_LINES = ("Shift 0192f1c4-7d2e-7c11-9a55-3b1e2d4c5f60 cashier anna",
+           "  redeem fuel fuel 3 -37.50 EUR", "",
+           "Money operations 3, offline 1 (33.3 %)",
+           "hash:" + "ab" * 30)
+
+
+def test_slip_text_lines_fold_to_the_width() -> None:
+    slip = Slip("Z report", Z_LINES)
+    lines = slip.text_lines(42)
+    assert lines[0] == " " * 17 + "Z report" and lines[1] == "-" * 42
+    assert lines[2:] == ["Shift 0192f1c4-7d2e-7c11-9a55-3b1e2d4c5f60", "cashier anna",
+                         "  redeem fuel fuel 3 -37.50 EUR", "",
+                         "Money operations 3, offline 1 (33.3 %)",
+                         "hash:" + "ab" * 18 + "a", "b" + "ab" * 11]
+    assert all(len(line) <= 42 for line in lines)
+    copy = Slip("班结报表", ("长" * 30,), copy=True,
+                copy_label=text("receipt_copy", "zh_CN")).text_lines(42)
+    assert copy == [" " * 17 + "班结报表", " " * 15 + "*** 副本 ***", "-" * 42,
+                    "长" * 21, "长" * 9]
+
+
+def test_slip_bytes_over_tcp(port: FakePrinterPort) -> None:
+    slip = Slip("Z report", Z_LINES)
+    printer = open_printer(port.spec)
+    printer.print_receipt(slip)
+    (job,) = port.wait_jobs(1)
+    assert job == PAPER_STATUS_QUERY + render_slip(slip)  # status first, then the slip
+    assert re.search(rb"\x1bE\x01(\x1bt.)?Z report\n", job)  # bold title, like a receipt's
+    lines = text_lines(job)
+    body = lines[lines.index(b"-" * 42) + 1:]
+    assert body[:7] == [b"Shift 0192f1c4-7d2e-7c11-9a55-3b1e2d4c5f60", b"cashier anna",
+                        b"  redeem fuel fuel 3 -37.50 EUR", b"",
+                        b"Money operations 3, offline 1 (33.3 %)",
+                        b"hash:" + b"ab" * 18 + b"a", b"b" + b"ab" * 11]
+    assert all(len(line) <= 42 for line in lines)
+    assert b"\x1d(k" not in job and b"COPY" not in job  # no support QR on a slip
+    assert job.endswith(CUT)
+    assert printer.last_code == "printer_ready"
+
+
+def test_chinese_slip_in_gb18030(port: FakePrinterPort) -> None:
+    slip = Slip("班结报表", ("收银员 张三", "长" * 30), copy=True,
+                copy_label=text("receipt_copy", "zh_CN"))
+    open_printer(port.spec + ",charset=gb18030,width=32").print_receipt(slip)
+    (job,) = port.wait_jobs(1)
+    assert job.startswith(PAPER_STATUS_QUERY + ESC_INIT + KANJI_MODE_ON)
+    assert "班结报表\n".encode("gb18030") in job
+    lines = text_lines(job)
+    for line in ("收银员 张三", "长" * 16, "长" * 14):  # folded at 32 cells, 2 per character
+        assert line.encode("gb18030") in lines
+    assert job.count("*** 副本 ***".encode("gb18030")) == 2  # under the title and at the end
+    assert job.endswith(CUT)
+
+
+def test_worker_prints_a_slip_and_reprints_it_as_a_copy(port: FakePrinterPort) -> None:
+    worker = PrinterWorker(open_printer(port.spec))
+    slip = Slip("Z report", Z_LINES)
+    done = Recorder()
+    worker.start()
+    try:
+        worker.submit(slip, done)
+        worker.reprint(slip, done)
+        done.wait(lambda _: len(done.items) == 2)
+    finally:
+        worker.stop()
+    first, second = (i for i, _ in done.items)
+    assert first == PrintOutcome(slip) and first.ok
+    assert second == PrintOutcome(replace(slip, copy=True)) and second.ok
+    jobs = [j for j in port.wait_jobs(3) if ESC_INIT in j]  # the start-up probe prints nothing
+    assert len(jobs) == 2 and b"COPY" not in jobs[0]
+    assert jobs[1].count(b"*** COPY ***") == 2
 
 
 def serial_printer(

@@ -1,16 +1,14 @@
 """The branch relay (docs/relay.md): a central server (SQLite and PostgreSQL) and a relay
 (SQLite), both real uvicorn servers on 127.0.0.1, the relay's link to central going through a
-TCP proxy the test cuts and restores (the WAN); tills are real terminal stores that enrol with,
-ask, push to and pull from the relay."""
+TCP link (sync/netlink.py) the test cuts and restores (the WAN); tills are real terminal stores
+that enrol with, ask, push to and pull from the relay."""
 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import uvicorn
 from sqlalchemy.engine import Engine
 
 from sync.client import OnlineAuthorizer, SyncClient, push_all, sync_once
+from sync.netlink import CuttableLink
 from sync.server import auth, issuer, relay_store, schema
 from sync.server.app import create_app
 from sync.server.db import make_engine, migrate
@@ -44,7 +43,6 @@ from tests.server_support import (
 from tests.serving import serve
 
 WAIT_S = 20.0
-STARTUP_S = 10.0
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
@@ -55,89 +53,12 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = WAIT_S) ->
         time.sleep(0.05)
 
 
-# -- the WAN: a TCP proxy the test can cut -------------------------------------------------------
-
-class Proxy:
-    """127.0.0.1:`port` forwarded to 127.0.0.1:`target`. `cut` drops every open connection and
-    closes new ones at once (the WAN is down); `restore` lets them through again."""
-
-    def __init__(self, target: int) -> None:
-        self._target = target
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self.port = int(self._listener.getsockname()[1])
-        self._up = threading.Event()
-        self._up.set()
-        self._closing = threading.Event()
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept, name="proxy", daemon=True)
-        self._acceptor.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _accept(self) -> None:
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            if not self._up.is_set():
-                conn.close()
-                continue
-            server = socket.create_connection(("127.0.0.1", self._target), timeout=STARTUP_S)
-            server.settimeout(None)
-            with self._lock:
-                self._open |= {conn, server}
-            for src, dst in ((conn, server), (server, conn)):
-                pump = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
-                self._threads.append(pump)
-                pump.start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass  # the other direction or `cut` closed the pipe: that is how a pipe ends here
-        finally:
-            self._drop(src, dst)
-
-    def _drop(self, *socks: socket.socket) -> None:
-        for s in socks:
-            with self._lock:
-                self._open.discard(s)
-            with suppress(OSError):  # closed already by the other side
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def cut(self) -> None:
-        self._up.clear()
-        with self._lock:
-            dropping = list(self._open)
-        self._drop(*dropping)
-
-    def restore(self) -> None:
-        self._up.set()
-
-    def close(self) -> None:
-        self._closing.set()
-        self.cut()
-        self._acceptor.join(STARTUP_S)
-        self._listener.close()
-        for pump in self._threads:
-            pump.join(STARTUP_S)
-
-
 # -- a branch: relay, proxy, tills ---------------------------------------------------------------
 
 @dataclass
 class Branch:
     central: Api
-    proxy: Proxy
+    proxy: CuttableLink
     url: str  # the relay's database
     engine: Engine
     base: str = ""
@@ -198,7 +119,7 @@ def branch(api: Api, tmp_path: Path) -> Iterator[Branch]:
     """Central (`api`, either database) with RELAY-1 of branch north enrolled through the
     proxy; the relay's SQLite database migrated and enrolled, its server running and caught
     up with central's cards."""
-    proxy = Proxy(int(urlsplit(api.base).port or 0))
+    proxy = CuttableLink(int(urlsplit(api.base).port or 0), name="wan")
     url = f"sqlite:///{tmp_path / 'branch.db'}"
     migrate(url)
     engine = make_engine(url)

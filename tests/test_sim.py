@@ -29,7 +29,7 @@ from terminal.ports import (
     DeviceState,
     DeviceStatus,
 )
-from terminal.receipt import Receipt, build_receipt
+from terminal.receipt import Receipt, Slip, build_receipt
 from tests.conftest import Till
 
 
@@ -193,6 +193,7 @@ def test_tap_redeem_print_end_to_end(card: Till) -> None:
         reader.tap("04A1B2C3")
         assert done.wait(5)
         (first,) = printer.wait_printed(1, 5)
+        assert isinstance(first, Receipt)
         assert first.changes == (("fuel", "-12.50 EUR"),) and not first.copy
         assert outcomes[0].ok
 
@@ -215,6 +216,7 @@ def test_tap_redeem_print_end_to_end(card: Till) -> None:
         worker.reprint(failed, on_printed)
         assert done.wait(5)
         printed = printer.wait_printed(2, 5)
+        assert isinstance(printed[1], Receipt)
         assert printed[1].copy and printed[1].entry_id == failed.entry_id
 
         done.clear()
@@ -229,3 +231,24 @@ def test_tap_redeem_print_end_to_end(card: Till) -> None:
     assert printer_events.threads == {"printer:sim"}
     assert [e.code for e in printer_events.events if isinstance(e, DeviceStatus)] == [
         "printer_ready", "printer_offline", "printer_paper_low", "printer_out_of_paper"]
+
+
+def test_sim_printer_records_slips_between_receipts(card: Till,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """A Z report slip goes through the worker like a receipt and is kept in print order."""
+    caplog.set_level(logging.INFO, logger="drivers.sim")
+    entry = card.terminal.redeem(NfcUid("04A1B2C3"), 5_00).entry
+    assert entry is not None
+    receipt, slip = build_receipt(entry, "UTC", "en"), Slip("Z report", ("Voids 0",))
+    printer = SimPrinter()
+    worker = PrinterWorker(printer)
+    outcomes: list[PrintOutcome] = []
+    worker.start()
+    try:
+        worker.submit(receipt, outcomes.append)
+        worker.submit(slip, outcomes.append)
+        assert printer.wait_printed(2, 5) == [receipt, slip]
+    finally:
+        worker.stop()
+    assert [o.ok for o in outcomes] == [True, True] and outcomes[1].receipt == slip
+    assert "printed slip 'Z report'" in caplog.text

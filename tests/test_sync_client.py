@@ -183,3 +183,28 @@ def test_the_loop_syncs_in_the_background(server: tuple[str, str], card: Till) -
         loop.stop()
     shown = cli("server", "card", "show", "--db", db, FUEL)
     assert [p["balance"] for p in shown["purses"]] == [48_00]
+
+
+def test_a_long_pull_reports_progress_and_can_be_stopped(server: tuple[str, str],
+                                                         card: Till) -> None:
+    """A round pulling many pages tells how far it got after each page; stopped there, it
+    has kept every applied page, and the next round goes on from its cursor."""
+    url, db = server
+    code = cli("server", "enrol-code", "--db", db, "--terminal-id", "T1")["code"]
+    client = SyncClient(url, SyncClient(url).enrol(code, "T1").credential)
+    seen: list[int] = []
+
+    def stop_at_once(cards: int) -> bool:
+        seen.append(cards)
+        return False
+
+    try:
+        stopped = sync_once(card.store, client, card.clock, progress=stop_at_once, limit=1)
+        assert seen == [1] and stopped.pulled_cards == 1
+        rest = sync_once(card.store, client, card.clock, limit=1)
+        assert rest.pulled_cards >= 1 and rest.cursor > stopped.cursor
+    finally:
+        client.close()
+    numbers = card.store.read(lambda conn: [r[0] for r in conn.execute(
+        "SELECT number FROM cards")])
+    assert FUEL in numbers

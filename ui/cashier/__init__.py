@@ -1,0 +1,1 @@
+"""The cashier window: login, sale screen, void and shift dialogs."""
