@@ -58,14 +58,14 @@ def child(mode: str, data: Path, t0: float, taps: int) -> None:
                                          printer="sim", voice=None))
 
     def ready(window: object) -> None:
-        from PySide6.QtWidgets import QWidget
+        from PySide6.QtWidgets import QApplication, QWidget
 
         assert isinstance(window, QWidget)
         window.grab()  # one full paint, as a person's first look would cause
         print(f"READY {(time.time() - t0) * 1000:.1f}", flush=True)
         if taps:
             tap_to_result(window, station, taps)
-        window.close()
+        QApplication.quit()  # the program's own quit (a kiosk refuses a plain close)
 
     run(station, Launch(mode=mode, lang="en", size=(1920, 1080), signed_in="alice",
                         on_ready=ready))

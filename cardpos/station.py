@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cardpos.online import authorizer_for, client_for
 from drivers import registry
-from drivers.printer import PrinterWorker
+from drivers.print_worker import PrinterWorker
 from sync.client import OnlineAuthorizer, SyncLoop, SyncStatus, stored_status
 from terminal.limits import Limits
 from terminal.ports import Device, EventSink, Speaker

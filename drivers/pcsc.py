@@ -352,6 +352,9 @@ class PcscReader:
                 settled = self._wait_for_answer(ctx, reader, slot)
                 if settled == "mute":
                     self._card_status("card_unreadable", reader, "card does not answer (mute)")
+                    # Not read yet: if it answers later (a slow card, a busy machine), the
+                    # change that clears MUTE reads it, without a second tap.
+                    slot.present = False
                 if settled != "answered":
                     return
             slot.shown = self._tap(ctx, reader, slot)

@@ -264,6 +264,9 @@ EN: dict[str, str] = {
     "receipt_entry": "Entry",
     "receipt_paid_out": "Paid out",
     "receipt_to_card": "To card",
+    # The server's terminal register (sync/server/terminals.py)
+    "terminal_exists": "Terminal {terminal} is already registered on this server.",
+    "unknown_terminal": "No terminal {terminal} is known to this server.",
     # The windows (ui/)
     "internal_error": "Something went wrong inside the terminal ({detail}). The operation was "
                       "not done; please try again or call support.",
@@ -493,6 +496,9 @@ ZH_CN: dict[str, str] = {
     "receipt_entry": "流水号",
     "receipt_paid_out": "支付现金",
     "receipt_to_card": "转入卡",
+    # 服务器的终端登记（sync/server/terminals.py）
+    "terminal_exists": "终端 {terminal} 已在本服务器登记。",
+    "unknown_terminal": "本服务器不认识终端 {terminal}。",
     # The windows (ui/)
     "internal_error": "终端内部出错（{detail}）。操作未执行；请重试或联系技术支持。",
     "bad_size": "窗口尺寸 {size} 无效：应为 宽x高，范围 200 到 8000 像素。",

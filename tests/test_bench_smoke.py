@@ -33,3 +33,16 @@ def test_core_benchmark_runs_and_prints_its_summary(tmp_path: Path) -> None:
         assert section in out, section
     # The work directory lives under --dir and is removed at the end (no --keep).
     assert list(tmp_path.iterdir()) == []
+
+
+def test_window_benchmark_runs_and_prints_its_figures() -> None:
+    """bench/ui_start.py at one run and three taps: cold starts of the cashier, the kiosk and
+    Qt alone, and taps through the cashier window, all printed (no speed is checked)."""
+    bench = BENCH.with_name("ui_start.py")
+    proc = subprocess.run([sys.executable, str(bench), "--runs", "1", "--taps", "3"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for expected in ("qt-only  min", "cashier  min", "kiosk    min", "of Qt alone",
+                     "tap -> card shown: p50", "tap, 1, Enter -> approved + receipt: p50",
+                     "(3 taps)"):
+        assert expected in proc.stdout, expected

@@ -20,7 +20,7 @@ ROOT = Path(terminal.__file__).parent.parent
 def raised_codes() -> set[str]:
     """Codes passed to the typed errors and the import's row errors in the app's packages."""
     files = itertools.chain(*((ROOT / d).rglob("*.py")
-                              for d in ("terminal", "cardpos", "drivers", "ui")))
+                              for d in ("terminal", "cardpos", "drivers", "ui", "sync")))
     source = "\n".join(p.read_text(encoding="utf-8") for p in files)
     codes = set(re.findall(r"\b(?:BadInput|NotFound|[A-Z]\w*Error)\(\s*\"([a-z_]+)\"", source))
     codes |= set(re.findall(r"\bcode=\"([a-z_]+)\"", source))  # DeviceStatus hints

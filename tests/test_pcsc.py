@@ -452,6 +452,8 @@ while True:  # vpcd reports the card at its next poll
     time.sleep(0.05)
 print("held" if hresult == 0 else scard.SCardGetErrorMessage(hresult), flush=True)
 sys.stdin.read()
+scard.SCardDisconnect(hcard, scard.SCARD_LEAVE_CARD)  # let go, as a program that ends well
+scard.SCardReleaseContext(ctx)
 """
 
 
@@ -489,9 +491,11 @@ def test_devices_watch_command_prints_the_tap(pcscd: Pcscd) -> None:
         first = json.loads(proc.stdout.readline())  # the reader's status comes first
         assert (first["kind"], first["code"]) == ("status", "reader_ready")
         card.insert()
-        assert json.loads(proc.stdout.readline()) == {
-            "kind": "card", "reader": READER, "uid": "04A1B2C3D4E5F6",
-            "token": to_qr_text(token)}
+        event = json.loads(proc.stdout.readline())
+        if event.get("code") == "card_unreadable":  # slow to answer on a loaded machine:
+            event = json.loads(proc.stdout.readline())  # the hint, then the card all the same
+        assert event == {"kind": "card", "reader": READER, "uid": "04A1B2C3D4E5F6",
+                         "token": to_qr_text(token)}
         assert proc.wait(timeout=10) == 0
     finally:
         card.remove()

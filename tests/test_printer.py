@@ -21,12 +21,11 @@ from dataclasses import replace
 
 import pytest
 
+from drivers.print_worker import PrinterWorker, PrintOutcome
 from drivers.printer import (
     KANJI_MODE_ON,
     PAPER_STATUS_QUERY,
     EscposPrinter,
-    PrinterWorker,
-    PrintOutcome,
     open_printer,
     parse_spec,
     render_receipt,

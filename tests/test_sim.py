@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from drivers.printer import PrinterWorker, PrintOutcome
+from drivers.print_worker import PrinterWorker, PrintOutcome
 from drivers.sim import (
     SimCamera,
     SimPrinter,

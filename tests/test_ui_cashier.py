@@ -12,7 +12,15 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QPushButton
 
-from cardpos.demo import CARD_PIN, CASHIER, CASHIER_PIN, SUPERVISOR, SUPERVISOR_PIN, DemoCard
+from cardpos.demo import (
+    CARD_PIN,
+    CASHIER,
+    CASHIER_PIN,
+    SUPERVISOR,
+    SUPERVISOR_PIN,
+    DemoCard,
+    Seeded,
+)
 from cardpos.station import Station
 from terminal import journal
 from terminal.receipt import Receipt
@@ -39,6 +47,13 @@ def log_in(qtbot: Any, w: CashierWindow, cashier: str = CASHIER, pin: str = CASH
     qtbot.keyClicks(w.login.pin, pin)
     qtbot.keyClick(w.login.pin, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: w.pages.currentWidget() is w.sale, timeout=WAIT_MS)
+
+
+def type_into(qtbot: Any, field: Any, text: str) -> None:
+    """Type as a test does (instantly), then let the wedge filter hand the keys on: a burst
+    this fast is held back for up to 30 ms in case it is a scanner."""
+    qtbot.keyClicks(field, text)
+    qtbot.waitUntil(lambda: field.text().endswith(text), timeout=WAIT_MS)
 
 
 def settle(qtbot: Any, w: CashierWindow) -> None:
@@ -223,6 +238,7 @@ def test_offline_badge_when_the_server_goes_away_and_online_redeem_before(
         w.show()
         w.begin()
         qtbot.waitUntil(lambda: w.status_line.network.text() == "Online", timeout=WAIT_MS)
+        settle(qtbot, w)
         log_in(qtbot, w)
         reader = st.readers[0]
         phone = site.cards[1]
@@ -242,3 +258,127 @@ def test_offline_badge_when_the_server_goes_away_and_online_redeem_before(
         qtbot.waitUntil(lambda: w.status_line.pending.text() == "To sync: 0", timeout=WAIT_MS)
     finally:
         ctx.stop()
+
+
+def test_shift_close_shows_the_z_report_and_returns_to_the_login(
+        qtbot: Any, window: CashierWindow, sims: Sims, station: Station,
+        demo_cards: dict[str, DemoCard]) -> None:
+    log_in(qtbot, window)
+    tap(qtbot, window, sims, demo_cards["phone"])
+    qtbot.keyClicks(window.sale.entry, "3")
+    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.sale.receipt is not None, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_F9)
+    qtbot.waitUntil(lambda: window.shift_dialog is not None, timeout=WAIT_MS)
+    dialog = window.shift_dialog
+    assert dialog is not None and "(open)" in dialog.text.toPlainText()
+    type_into(qtbot, dialog.pin, "0000")  # a wrong PIN keeps the shift open
+    qtbot.mouseClick(dialog.close_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Wrong PIN" in dialog.message.text(), timeout=WAIT_MS)
+    assert station.shifts.current() is not None
+    type_into(qtbot, dialog.pin, CASHIER_PIN)
+    qtbot.mouseClick(dialog.close_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.shift_dialog is not dialog, timeout=WAIT_MS)
+    final = window.shift_dialog
+    assert final is not None
+    z = final.text.toPlainText()
+    assert "(open)" not in z and "redeem" in z and "-3.00 EUR" in z
+    qtbot.mouseClick(final.print_button, Qt.MouseButton.LeftButton)
+    slips = sims.printer.wait_printed(2, timeout=5)  # the receipt, then the Z report
+    assert not isinstance(slips[1], Receipt) and slips[1].title == "Z report"
+    final.accept()
+    qtbot.waitUntil(lambda: window.pages.currentWidget() is window.login, timeout=WAIT_MS)
+    assert station.shifts.current() is None
+
+
+def test_reprint_is_marked_as_a_copy(qtbot: Any, window: CashierWindow, sims: Sims,
+                                     demo_cards: dict[str, DemoCard]) -> None:
+    log_in(qtbot, window)
+    tap(qtbot, window, sims, demo_cards["phone"])
+    qtbot.keyClicks(window.sale.entry, "2")
+    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.sale.receipt is not None, timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_F8)
+    first, again = sims.printer.wait_printed(2, timeout=5)
+    assert isinstance(first, Receipt) and isinstance(again, Receipt)
+    assert (first.copy, again.copy) == (False, True) and first.entry_id == again.entry_id
+    assert "*** COPY ***" in window.sale.preview.toPlainText()
+
+
+def test_printer_out_of_paper_keeps_the_sale_and_says_so(
+        qtbot: Any, window: CashierWindow, sims: Sims, station: Station,
+        demo_cards: dict[str, DemoCard]) -> None:
+    log_in(qtbot, window)
+    sims.printer.set_paper("out")
+    tap(qtbot, window, sims, demo_cards["phone"])
+    qtbot.keyClicks(window.sale.entry, "2")
+    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "out of paper" in window.sale.print_state.text(), timeout=WAIT_MS)
+    assert "F8" in window.sale.print_state.text()
+    assert balance(station, demo_cards["phone"].number) == 28_00
+    qtbot.waitUntil(lambda: "out of paper" in window.status_line.hint.text(), timeout=WAIT_MS)
+
+
+def test_qr_code_from_the_camera_and_its_replay(
+        qtbot: Any, window: CashierWindow, sims: Sims, station: Station, ui_seeded: Seeded,
+        demo_cards: dict[str, DemoCard]) -> None:
+    from cardpos.demo import card_qr
+
+    log_in(qtbot, window)
+    fuel = demo_cards["fuel"]
+    qr = station.store.read(lambda conn: card_qr(conn, ui_seeded.key, fuel.number,
+                                                 dynamic=True, counter=7))
+    sims.camera.show(qr)
+    qtbot.waitUntil(lambda: window.sale.card is not None, timeout=WAIT_MS)
+    settle(qtbot, window)
+    qtbot.keyClicks(window.sale.entry, "1")
+    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.sale.receipt is not None, timeout=WAIT_MS)
+    sims.camera.show(qr)  # the same code again: a screenshot of it
+    qtbot.waitUntil(lambda: window.sale.result is not None and window.sale.receipt is None,
+                    timeout=WAIT_MS)
+    settle(qtbot, window)
+    assert "already been used" in window.sale.reasons.text()
+    assert window.sale.card is None  # nothing to take money from
+    qtbot.keyClicks(window.sale.entry, "1")  # an amount typed anyway: told to present a card
+    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
+    settle(qtbot, window)
+    assert window.sale.banner.text().startswith("No card yet")
+    assert len(money_entries(station)) == 1
+
+
+def test_top_up_and_activate_modes(qtbot: Any, window: CashierWindow, sims: Sims,
+                                   station: Station, demo_cards: dict[str, DemoCard]) -> None:
+    log_in(qtbot, window)
+    gift = demo_cards["gift"]
+    tap(qtbot, window, sims, gift)
+    assert "not activated" in window.sale.details.text()
+    qtbot.keyClick(window, Qt.Key.Key_F6)
+    assert window.sale.entry_label.text().startswith("First amount to load")
+    qtbot.keyClicks(window.sale.entry, "25")
+    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.sale.banner.text() == "Activated with 25.00 EUR",
+                    timeout=WAIT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_F5)
+    qtbot.keyClicks(window.sale.entry, "10")
+    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.sale.banner.text() == "Topped up 10.00 EUR", timeout=WAIT_MS)
+    assert balance(station, gift.number) == 35_00
+    assert window.sale.entry_label.text() == "Amount to redeem (EUR)"  # back to the default
+
+
+def test_sync_progress_shows_and_can_be_stopped(qtbot: Any, window: CashierWindow) -> None:
+    from dataclasses import replace
+
+    from sync.client import SyncStatus
+
+    stopped: list[bool] = []
+    window.status_line.cancel_sync.connect(lambda: stopped.append(True))
+    status = SyncStatus(True, 0, None, 0, None)
+    window.status_line.show_sync(replace(status, pulling=120_000))
+    assert window.status_line.progress.text() == "Receiving cards: 120,000"
+    assert not window.status_line.cancel.isHidden()
+    qtbot.mouseClick(window.status_line.cancel, Qt.MouseButton.LeftButton)
+    assert stopped == [True]
+    window.status_line.show_sync(status)
+    assert window.status_line.cancel.isHidden()

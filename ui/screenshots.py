@@ -5,8 +5,8 @@
 Each main screen, in English and Chinese: the cashier at 1920x1080 (login, a card, an approved
 redemption with its receipt, a declined card, the PIN pad, the Z report, the demo with its
 device simulator) and the kiosk at 1080x1920 portrait and 1920x1080 (start, a card's balance,
-self-redemption). Dialogs are drawn onto their window where they sit, as a person sees them.
-Renders offscreen; the files are what the README shows.
+self-redemption: amounts, done). Dialogs are drawn onto their window where they sit, as a
+person sees them. Renders offscreen; the files are what the README shows.
 """
 
 from __future__ import annotations
@@ -20,22 +20,23 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QPoint, Qt  # noqa: E402
-from PySide6.QtGui import QPainter, QPixmap  # noqa: E402
-from PySide6.QtTest import QTest  # noqa: E402
-from PySide6.QtWidgets import QApplication, QDialog, QWidget  # noqa: E402
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QPainter, QPixmap
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication, QDialog, QLabel, QWidget
 
-from cardpos.demo import CARD_PIN, CASHIER, CASHIER_PIN  # noqa: E402
-from cardpos.demo_site import DemoSite, start_demo_site  # noqa: E402
-from cardpos.station import Station, StationConfig  # noqa: E402
-from drivers.sim import SimReader  # noqa: E402
-from terminal import admin  # noqa: E402
-from terminal.services import utc_now  # noqa: E402
-from terminal.store.db import Store  # noqa: E402
-from ui.cashier.window import CashierWindow  # noqa: E402
-from ui.context import UiContext  # noqa: E402
-from ui.i18n import Language  # noqa: E402
-from ui.simulator import attach_simulator  # noqa: E402
+from cardpos.demo import CARD_PIN, CASHIER, CASHIER_PIN
+from cardpos.demo_site import DemoSite, start_demo_site
+from cardpos.station import Station, StationConfig
+from drivers.sim import SimReader
+from terminal import admin
+from terminal.services import utc_now
+from terminal.store.db import Store
+from ui.cashier.window import CashierWindow
+from ui.context import UiContext
+from ui.i18n import Language
+from ui.kiosk.window import KioskWindow
+from ui.simulator import attach_simulator
 
 WAIT_S = 15.0
 
@@ -45,10 +46,16 @@ def wait(done: Callable[[], bool], what: str) -> None:
     while not done():
         QApplication.processEvents()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"screenshots: waited too long for {what}")
+            raise TimeoutError(f"screenshots: waited too long for {what} (the window says: "
+                               f"{[lbl.text() for lbl in window_labels()][:12]})")
         time.sleep(0.005)
     for _ in range(5):
         QApplication.processEvents()
+
+
+def window_labels() -> list[QLabel]:
+    return [label for w in QApplication.topLevelWidgets() if w.isVisible()
+            for label in w.findChildren(QLabel) if label.isVisible() and label.text()]
 
 
 def save(window: QWidget, path: Path, dialog: QDialog | None = None) -> None:
@@ -89,6 +96,13 @@ class Scene:
     def card(self, label: str) -> str:
         return next(c.uid for c in self.site.cards if c.label == label)
 
+    def tap(self, w: CashierWindow, label: str) -> None:
+        """Tap a demo card and wait until the sale screen shows it."""
+        number = next(c.number for c in self.site.cards if c.label == label)
+        self.reader.tap(self.card(label))
+        wait(lambda: w.sale.number.text().endswith(number[-4:]) and not self.ctx.worker.busy,
+             f"the card {label}")
+
     def close(self) -> None:
         self.ctx.stop()
         self.site.stop()
@@ -108,19 +122,15 @@ def cashier_screens(root: Path, out: Path, lang: str) -> None:
         QTest.keyClick(w.login.pin, Qt.Key.Key_Return)
         wait(lambda: w.pages.currentWidget() is w.sale, "the sale screen")
         save(w, out / f"cashier-ready-{lang}.png")
-        scene.reader.tap(scene.card("fuel + general"))
-        wait(lambda: w.sale.card is not None and not scene.ctx.worker.busy, "the card")
+        scene.tap(w, "fuel + general")
         save(w, out / f"cashier-card-{lang}.png")
         QTest.keyClicks(w.sale.entry, "12.50")
         QTest.keyClick(w.sale.entry, Qt.Key.Key_Return)
         wait(lambda: w.sale.receipt is not None and not scene.ctx.worker.busy, "the receipt")
         save(w, out / f"cashier-approved-{lang}.png")
-        scene.reader.tap(scene.card("phone credit, reported lost"))
-        wait(lambda: w.sale.result is not None and not scene.ctx.worker.busy
-             and w.sale.receipt is None, "the lost card")
+        scene.tap(w, "phone credit, reported lost")
         save(w, out / f"cashier-declined-{lang}.png")
-        scene.reader.tap(scene.card("shopping, with PIN"))
-        wait(lambda: w.sale.card is not None and not scene.ctx.worker.busy, "the PIN card")
+        scene.tap(w, "shopping, with PIN")
         QTest.keyClicks(w.sale.entry, "20")
         QTest.keyClick(w.sale.entry, Qt.Key.Key_Return)
         wait(lambda: w.sale.asker.current is not None, "the PIN pad")
@@ -138,8 +148,7 @@ def cashier_screens(root: Path, out: Path, lang: str) -> None:
         w.shift_dialog.reject()
         attach_simulator(w, scene.station, scene.site)
         w.sale.forget()
-        scene.reader.tap(scene.card("shopping, expiring soon"))
-        wait(lambda: w.sale.card is not None and not scene.ctx.worker.busy, "the demo card")
+        scene.tap(w, "shopping, expiring soon")
         save(w, out / f"demo-{lang}.png")
         w.close()
     finally:
@@ -147,30 +156,42 @@ def cashier_screens(root: Path, out: Path, lang: str) -> None:
 
 
 def kiosk_screens(root: Path, out: Path, lang: str) -> None:
-    from ui.kiosk.window import KioskWindow
-
     for width, height in ((1080, 1920), (1920, 1080)):
-        scene = Scene(root / f"{width}", lang, kiosk=True)
+        size = f"{width}x{height}"
+        scene = Scene(root / size, lang, kiosk=True)
         try:
-            decision, _ = scene.station.shifts.open(CASHIER, CASHIER_PIN)  # attendant
+            decision, _ = scene.station.shifts.open(CASHIER, CASHIER_PIN)  # the attendant
             assert decision.approved
-            w = KioskWindow(scene.ctx)
-            w.resize(width, height)
-            w.show()
-            w.begin()
-            wait(lambda: not scene.ctx.worker.busy, "the kiosk start")
-            size = f"{width}x{height}"
-            save(w, out / f"kiosk-start-{size}-{lang}.png")
-            scene.reader.tap(scene.card("shopping, expiring soon"))
-            wait(lambda: w.card_shown() and not scene.ctx.worker.busy, "the kiosk card")
-            save(w, out / f"kiosk-card-{size}-{lang}.png")
-            w.screenshot_self_redeem(scene.reader, scene.card("fuel + general"))
-            wait(lambda: not scene.ctx.worker.busy, "the kiosk amounts")
-            save(w, out / f"kiosk-redeem-{size}-{lang}.png")
-            w.unlock_for_exit()
-            w.close()
+            kiosk_pages(scene, KioskWindow(scene.ctx), out, f"{size}-{lang}", (width, height))
         finally:
             scene.close()
+
+
+def kiosk_pages(scene: Scene, w: KioskWindow, out: Path, tag: str, size: tuple[int, int]) -> None:
+    w.resize(*size)
+    w.show()
+    w.begin()
+
+    def idle() -> bool:
+        return not scene.ctx.worker.busy
+
+    wait(lambda: idle() and w.start.use_button.isVisibleTo(w), "the kiosk start")
+    save(w, out / f"kiosk-start-{tag}.png")
+    scene.reader.tap(scene.card("shopping, expiring soon"))
+    wait(lambda: w.pages.currentWidget() is w.card_page and idle(), "the kiosk card")
+    save(w, out / f"kiosk-card-{tag}.png")
+    w.reset()
+    wait(idle, "the start again")
+    w.start.use_button.click()
+    scene.reader.tap(scene.card("fuel + general"))
+    wait(lambda: w.pages.currentWidget() is w.amount_page and idle(), "the amounts")
+    save(w, out / f"kiosk-amount-{tag}.png")
+    w._chosen(10_00)
+    w._confirmed()
+    wait(lambda: w.pages.currentWidget() is w.done_page and idle(), "the approval")
+    save(w, out / f"kiosk-done-{tag}.png")
+    w.unlocked = True
+    w.close()
 
 
 def main(argv: list[str]) -> int:

@@ -131,7 +131,13 @@ class SimulatorPanel(QWidget):
 
         self.note.setText(error_text(exc, self.ctx.lang))
 
+    def title(self) -> str:
+        return self.tr("Device simulator")
+
     def retranslate(self) -> None:
+        dock = self.parent()
+        if isinstance(dock, QDockWidget):
+            dock.setWindowTitle(self.title())
         self.card_box.setTitle(self.tr("Demo cards"))
         self.device_box.setTitle(self.tr("Devices and network"))
         self.tap_button.setText(self.tr("Tap the card on the reader"))
@@ -169,13 +175,13 @@ def attach_simulator(window: Any, station: Station, site: DemoSite) -> Simulator
     """Put the panel beside `window`: a dock on a main window, else a window of its own."""
     panel = SimulatorPanel(window.ctx, station, site)
     if isinstance(window, QMainWindow):
-        dock = QDockWidget(panel.tr("Device simulator"), window)
+        dock = QDockWidget(panel.title(), window)
         dock.setObjectName("simulator")
         dock.setWidget(panel)
         dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     else:
-        panel.setWindowTitle(panel.tr("Device simulator"))
+        panel.setWindowTitle(panel.title())
         panel.setParent(window, Qt.WindowType.Tool)
         panel.show()
     window.simulator = panel

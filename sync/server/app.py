@@ -7,10 +7,14 @@ never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy as sa
@@ -19,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from sync import protocol
@@ -37,6 +42,12 @@ log = logging.getLogger(__name__)
 MAX_AMOUNT = 10**15
 MAX_CARD_LENGTH = 19  # cards.number
 REQUEST_THREADS = 40  # anyio's default limit for FastAPI's synchronous endpoints
+# Threads that run online authorizations: their own pool, so they never wait behind pushes
+# and pulls in the 40 above, and a burst queues (first come, first served) instead of 40
+# threads trading the GIL at every database round trip. 1, 2, 4 and 40 gave the same latency at
+# 100 terminals; 4 the highest ceiling (docs/benchmarks-sync.md, online authorization).
+AUTHORIZE_THREADS = 4
+PING_IDLE_AFTER_S = 10.0
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                  405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
@@ -58,10 +69,10 @@ def _terminal(request: Request,
 Terminal = Annotated[auth.Identity, Depends(_terminal)]
 
 
-def _credential(bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-                ) -> str:
+async def _credential(bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+                      ) -> str:
     """The request's bearer credential, checked later in the request's own transaction
-    (401 now if there is none)."""
+    (401 now if there is none). `async`: no database, so no trip through the thread pool."""
     return auth.credential_of(f"Bearer {bearer.credentials}" if bearer is not None else None)
 
 
@@ -116,16 +127,21 @@ def create_app(db_url: str, *, engine: Engine | None = None,
     `second_factor`: how one-time codes reach card holders' phones (None: never asked).
     `relay`: this server is a branch relay (docs/relay.md); its link runs with the app's
     lifespan and confirms the branch's authorizations upstream."""
-    # As many pooled connections as request threads (anyio's 40): a smaller pool makes bursts
-    # open and close "overflow" connections per request, and a new PostgreSQL connection costs
-    # milliseconds (docs/benchmarks-sync.md, online authorization).
-    eng = engine or make_engine(db_url, pool_pre_ping=True, pool_size=REQUEST_THREADS,
-                                max_overflow=0, pool_timeout=30)
+    # As many pooled connections as threads that use them (anyio's 40 and the authorizers): a
+    # smaller pool makes bursts open and close "overflow" connections per request, and a new
+    # PostgreSQL connection costs milliseconds (docs/benchmarks-sync.md, online authorization).
+    # Connections idle for a while are pinged before use; busy ones are not (sync/server/db.py).
+    eng = engine or make_engine(db_url, ping_idle_after=PING_IDLE_AFTER_S,
+                                pool_size=REQUEST_THREADS + AUTHORIZE_THREADS, max_overflow=0,
+                                pool_timeout=30)
     app = FastAPI(title="cardpos server", version=protocol.API_VERSION,
                   description="Enrolment, journal push and cache pull for cardpos terminals. "
                               "See docs/server-api.md.",
                   lifespan=relay.lifespan if relay is not None else None)
     app.state.engine = eng
+    # Authorizations run here (AUTHORIZE_THREADS); the threads go when the app does.
+    authorizer = ThreadPoolExecutor(AUTHORIZE_THREADS, thread_name_prefix="authorize")
+    weakref.finalize(app, authorizer.shutdown, wait=False)
     _handlers(app)
     app.add_middleware(ServerTiming)
 
@@ -164,16 +180,21 @@ def create_app(db_url: str, *, engine: Engine | None = None,
 
     @app.post("/v1/authorize", response_model=protocol.AuthorizeResponse, tags=["sync"],
               responses=_ERROR_RESPONSES)
-    def authorize(req: protocol.AuthorizeRequest, credential: Credential) -> dict[str, Any]:
+    async def authorize(req: protocol.AuthorizeRequest, credential: Credential
+                        ) -> dict[str, Any]:
         """Hold the amounts of a debit on the card's purses while the terminal commits it; the
         hold is settled when the entry is pushed and expires if it never comes."""
-        verdict = holds.authorize(eng, holds.Request(
+        # On the event loop: parsing and answering. On one of the `authorizer` threads: the
+        # transaction. A branch relay's upstream call (network, seconds at worst) goes to the
+        # common thread pool so it never holds up the branch's own authorizations.
+        placing = partial(holds.authorize, eng, holds.Request(
             "", None, req.hold_id, req.card, req.kind,
             [(p.purse, p.amount, p.currency) for p in req.purses],
             (req.second_factor.challenge, req.second_factor.code) if req.second_factor
             else None), ttl=hold_ttl, second_factor=second_factor, credential=credential)
+        verdict = await asyncio.get_running_loop().run_in_executor(authorizer, placing)
         if relay is not None:  # a branch relay: the branch's hold, then upstream's word
-            verdict = relay.confirm(req, verdict)
+            verdict = await run_in_threadpool(relay.confirm, req, verdict)
         return verdict.as_json()
 
     @app.get("/v1/pull", response_model=protocol.PullResponse, tags=["sync"],

@@ -36,13 +36,47 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`, set up for this server's transactions (see the module docstring)."""
+def make_engine(url: str, *, ping_idle_after: float | None = None, **kwargs: Any) -> Engine:
+    """An engine for `url`, set up for this server's transactions (see the module docstring).
+
+    `ping_idle_after` (seconds): a pooled connection that has been idle longer than this is
+    pinged (`SELECT 1`) before use, and replaced, with every connection older than it, if the
+    database has gone away meanwhile (a restart, a dropped idle connection). A connection in
+    steady use is not pinged: SQLAlchemy's `pool_pre_ping` would cost a round trip on every
+    checkout, a sixth of an online authorization's (docs/benchmarks-sync.md). A connection that
+    turns out dead in use invalidates the pool the same way, and `transaction_retrying` tries
+    its transaction again on a new one."""
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
+    if ping_idle_after is not None:
+        _ping_when_idle(engine, ping_idle_after)
     return engine
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """The pool events behind `make_engine(ping_idle_after=...)`; they run in the thread that
+    checks the connection in or out."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def returned(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["returned_at"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at <= idle_s:
+            return  # fresh from connect, or in steady use
+        dialect = engine.dialect
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if not dialect.is_disconnect(exc, dbapi_connection, None):
+                raise
+            # The pool replaces this connection and every one older (tried up to 3 times).
+            raise sa.exc.InvalidatePoolError(str(exc)) from exc
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -116,10 +150,12 @@ _RETRY_SQLSTATES = frozenset(("40001", "40P01"))  # serialization failure, deadl
 
 
 def _curable(exc: Exception) -> bool:
-    """A failure a second try of the whole transaction can cure."""
+    """A failure a second try of the whole transaction can cure. A lost connection is one: the
+    pool replaces it (and all older ones) for the next try."""
     if not isinstance(exc, sa.exc.DBAPIError):
         return False
-    return (getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
+    return (exc.connection_invalidated
+            or getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
             or "database is locked" in str(exc.orig))
 
 
@@ -129,14 +165,15 @@ def transaction_retrying(engine: Engine, job: Callable[[Connection], T], *, what
     it fails for a reason another try can cure: a deadlock or serialization failure on
     PostgreSQL, a busy SQLite, or one of `also` (the caller's own "start again" signals).
     Each retry is logged with `what`."""
-    for attempt in range(RETRIES):
+    for attempt in range(RETRIES - 1):
         try:
             with engine.begin() as conn:
                 return job(conn)
         except Exception as exc:
-            if attempt == RETRIES - 1 or not (_curable(exc) or isinstance(exc, also)):
+            if not (_curable(exc) or isinstance(exc, also)):
                 raise
             log.warning("%s retried (attempt %d): %s", what, attempt + 1,
                         type(getattr(exc, "orig", None) or exc).__name__)
         time.sleep(pause * 2 ** attempt)
-    raise AssertionError("unreachable")
+    with engine.begin() as conn:  # the last try: whatever it raises is the caller's
+        return job(conn)

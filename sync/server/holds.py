@@ -131,20 +131,35 @@ def authorize(engine: Engine, request: Request, *, now: datetime | None = None,
                                 also=(sa.exc.IntegrityError,), pause=0.005)
 
 
+# The statements of an authorization, built once: building a SQLAlchemy statement costs more
+# CPU than running it, and the server's CPU (one core's worth: the GIL) is what bounds its
+# latency under load (docs/benchmarks-sync.md, online authorization).
+_PLACED = (sa.select(holds.c.terminal, holds.c.card, holds.c.expires_at)
+           .where(holds.c.id == sa.bindparam("hold_id")).limit(1).subquery())
+# One round trip for the card, its denylisting and an earlier answer to this request.
+_CARD = (sa.select(cards.c.status, cards.c.expiry, denylist.c.reason.label("denied"),
+                   _PLACED.c.terminal.label("held_by"), _PLACED.c.card.label("held_card"),
+                   _PLACED.c.expires_at.label("held_until"))
+         .select_from(sa.select(sa.literal(1).label("one")).subquery()
+                      .outerjoin(cards, cards.c.number == sa.bindparam("number"))
+                      .outerjoin(denylist, denylist.c.card == cards.c.number)
+                      .outerjoin(_PLACED, sa.true())))
+# The purses, locked in name order (SQLite renders no FOR UPDATE: BEGIN IMMEDIATE serializes).
+_PURSES = (sa.select(purses.c.id, purses.c.name, purses.c.currency, purses.c.balance)
+           .where(purses.c.card == sa.bindparam("number"),
+                  purses.c.name.in_(sa.bindparam("names", expanding=True)))
+           .order_by(purses.c.name).with_for_update())
+_OPEN_HOLDS = (sa.select(holds.c.purse_id, sa.func.sum(holds.c.amount))
+               .where(holds.c.purse_id.in_(sa.bindparam("purse_ids", expanding=True)),
+                      holds.c.settled_at.is_(None), holds.c.expires_at > sa.bindparam("now"))
+               .group_by(holds.c.purse_id))
+_HOLD = sa.insert(holds)
+
+
 def _authorize(conn: Connection, request: Request, now: datetime, ttl: timedelta,
                second_factor: SecondFactorPolicy | None) -> Verdict:
     terminal_id, hold_id, number = request.terminal, request.hold_id, request.card
-    placed = (sa.select(holds.c.terminal, holds.c.card, holds.c.expires_at)
-              .where(holds.c.id == hold_id).limit(1).subquery())
-    # One round trip for the card, its denylisting and an earlier answer to this request.
-    card = conn.execute(
-        sa.select(cards.c.status, cards.c.expiry, denylist.c.reason.label("denied"),
-                  placed.c.terminal.label("held_by"), placed.c.card.label("held_card"),
-                  placed.c.expires_at.label("held_until"))
-        .select_from(sa.select(sa.literal(1).label("one")).subquery()
-                     .outerjoin(cards, cards.c.number == number)
-                     .outerjoin(denylist, denylist.c.card == cards.c.number)
-                     .outerjoin(placed, sa.true()))).one()
+    card = conn.execute(_CARD, {"hold_id": hold_id, "number": number}).one()
     if card.held_by is not None:  # a retry of a request whose answer was lost
         if (card.held_by, card.held_card) != (terminal_id, number):
             raise StateError("hold_id_taken", hold=hold_id)
@@ -161,21 +176,14 @@ def _authorize(conn: Connection, request: Request, now: datetime, ttl: timedelta
     for purse, amount, currency in request.amounts:
         held, _ = wanted.get(purse, (0, currency))
         wanted[purse] = (held + amount, currency)
-    query = (sa.select(purses.c.id, purses.c.name, purses.c.currency, purses.c.balance)
-             .where(purses.c.card == number, purses.c.name.in_(sorted(wanted)))
-             .order_by(purses.c.name))
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    found = {r.name: r for r in conn.execute(query)}
+    found = {r.name: r for r in conn.execute(_PURSES, {"number": number,
+                                                        "names": sorted(wanted)})}
     # The open holds are summed by a statement of their own, *after* the lock: at READ
     # COMMITTED each statement sees what was committed when it started, so a sum taken in the
     # locking statement would miss the hold of the request that held the lock before us
     # (tests/test_online_auth.py, concurrent authorizations, catches exactly that).
-    open_holds = dict(conn.execute(
-        sa.select(holds.c.purse_id, sa.func.sum(holds.c.amount))
-        .where(holds.c.purse_id.in_([r.id for r in found.values()]),
-               holds.c.settled_at.is_(None), holds.c.expires_at > now)
-        .group_by(holds.c.purse_id)).all())
+    open_holds = dict(conn.execute(_OPEN_HOLDS, {
+        "purse_ids": [r.id for r in found.values()], "now": now}).all())
     rows: list[dict[str, Any]] = []
     for name, (amount, currency) in sorted(wanted.items()):
         row = found.get(name)
@@ -194,7 +202,7 @@ def _authorize(conn: Connection, request: Request, now: datetime, ttl: timedelta
         refused = _second_factor(conn, request, second_factor, wanted, now)
         if refused is not None:
             return refused
-    conn.execute(sa.insert(holds), rows)
+    conn.execute(_HOLD, rows[0] if len(rows) == 1 else rows)
     return Verdict(True, hold_id, expires_at=now + ttl)
 
 

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from drivers.printer import PrintOutcome
+from drivers.print_worker import PrintOutcome
 from terminal.credentials import CardNumber, Credential, NfcCard, QrCode
 from terminal.errors import BadInput
 from terminal.messages import text
@@ -44,6 +44,7 @@ from ui.operation import Extras, Operation
 from ui.present import Said
 
 _NUMBER = re.compile(r"^[\d \-]{8,32}$")
+_AMOUNT = re.compile(r"^\d{1,7}([.,]\d{0,3})?$")
 
 
 class Mode(StrEnum):
@@ -191,8 +192,12 @@ class SalePage(QWidget):
         if self.ctx.worker.busy:
             return
         if self.credential is None:
-            if typed:
-                self.entry.clear()
+            self.entry.clear()
+            if _AMOUNT.match(typed):  # an amount, but no card was presented (or it was refused)
+                self.result, self.error = None, self.tr(
+                    "No card yet: tap it, scan its code or type its number first.")
+                self.retranslate()
+            elif typed:
                 self.present(credential_for_code(typed))
             return
         if self.mode is Mode.BUYBACK:

@@ -2,6 +2,49 @@
 <!DOCTYPE TS>
 <TS version="2.1" language="zh_CN">
     <context>
+        <name>AmountPage</name>
+        <message>
+            <source>Another amount (%1)</source>
+            <translation>其他金额（%1）</translation>
+        </message>
+        <message>
+            <source>Cancel</source>
+            <translation>取消</translation>
+        </message>
+        <message>
+            <source>How much?</source>
+            <extracomment>Preset amounts in major units of the terminal's currency (those above the balance hide). The pad's keys are a little lower than other buttons, so pad and presets fit side by side on a 1080-pixel-high landscape screen (still above theme.MIN_TOUCH).</extracomment>
+            <translation>使用多少金额？</translation>
+        </message>
+        <message>
+            <source>OK</source>
+            <translation>确定</translation>
+        </message>
+    </context>
+    <context>
+        <name>CardPage</name>
+        <message>
+            <source>Balance</source>
+            <translation>余额</translation>
+        </message>
+        <message>
+            <source>Card %1</source>
+            <translation>卡号 %1</translation>
+        </message>
+        <message>
+            <source>Done</source>
+            <translation>完成</translation>
+        </message>
+        <message>
+            <source>Speak again</source>
+            <translation>再读一遍</translation>
+        </message>
+        <message>
+            <source>Use this card</source>
+            <translation>使用这张卡</translation>
+        </message>
+    </context>
+    <context>
         <name>CashierWindow</name>
         <message>
             <source>Working…</source>
@@ -33,6 +76,60 @@
         <message>
             <source>One-time code</source>
             <translation>一次性验证码</translation>
+        </message>
+    </context>
+    <context>
+        <name>ConfirmPage</name>
+        <message>
+            <source>Cancel</source>
+            <translation>取消</translation>
+        </message>
+        <message>
+            <source>Confirm</source>
+            <translation>确认</translation>
+        </message>
+        <message>
+            <source>Take %1 from card %2?</source>
+            <translation>从卡 %2 扣除 %1？</translation>
+        </message>
+    </context>
+    <context>
+        <name>DonePage</name>
+        <message>
+            <source>Done</source>
+            <translation>完成</translation>
+        </message>
+        <message>
+            <source>Sorry, that did not work.</source>
+            <translation>抱歉，操作未成功。</translation>
+        </message>
+    </context>
+    <context>
+        <name>KioskWindow</name>
+        <message>
+            <source>No receipt printer here.</source>
+            <extracomment>A quote declined only for these still shows the card: ask for a plain inquiry instead.</extracomment>
+            <translation>此处没有收据打印机。</translation>
+        </message>
+        <message>
+            <source>Please take your receipt.</source>
+            <translation>请取走您的收据。</translation>
+        </message>
+        <message>
+            <source>Printing your receipt…</source>
+            <translation>正在打印收据…</translation>
+        </message>
+        <message>
+            <source>Staff only: a supervisor's id and PIN close the kiosk.</source>
+            <translation>仅限员工：输入主管编号和密码以关闭自助机。</translation>
+        </message>
+        <message>
+            <source>The receipt could not be printed. Please ask a member of staff.</source>
+            <translation>收据无法打印，请咨询工作人员。</translation>
+        </message>
+        <message>
+            <source>cardpos — kiosk</source>
+            <translation>cardpos — 自助机</translation>
         </message>
     </context>
     <context>
@@ -70,7 +167,34 @@
         </message>
     </context>
     <context>
+        <name>PresentPage</name>
+        <message>
+            <source>Back</source>
+            <translation>返回</translation>
+        </message>
+        <message>
+            <source>Check my card</source>
+            <translation>查询我的卡</translation>
+        </message>
+        <message>
+            <source>Reading your card…</source>
+            <translation>正在读取您的卡…</translation>
+        </message>
+        <message>
+            <source>Tap your card or show its QR code</source>
+            <translation>请刷卡或出示二维码</translation>
+        </message>
+        <message>
+            <source>Use my card</source>
+            <translation>使用我的卡</translation>
+        </message>
+    </context>
+    <context>
         <name>SalePage</name>
+        <message>
+            <source>No card yet: tap it, scan its code or type its number first.</source>
+            <translation>还没有卡片：请先刷卡、扫码或输入卡号。</translation>
+        </message>
         <message>
             <source>No receipt printer: the receipt is on screen only.</source>
             <translation>没有收据打印机：凭条仅在屏幕上显示。</translation>
@@ -150,6 +274,10 @@
             <translation>回收价 %1 — 按回车键付款</translation>
         </message>
         <message>
+            <source>Card OK</source>
+            <translation>卡片正常</translation>
+        </message>
+        <message>
             <source>Card number</source>
             <translation>卡号</translation>
         </message>
@@ -224,6 +352,10 @@
     <context>
         <name>SimulatorPanel</name>
         <message>
+            <source>Device simulator</source>
+            <translation>设备模拟器</translation>
+        </message>
+        <message>
             <source>Demo cards</source>
             <translation>演示卡</translation>
         </message>
@@ -277,7 +409,34 @@
         </message>
     </context>
     <context>
+        <name>StartPage</name>
+        <message>
+            <source>Check my card</source>
+            <translation>查询我的卡</translation>
+        </message>
+        <message>
+            <source>Hold your card on the reader, or show the QR code on your card or phone to the camera.</source>
+            <translation>请将卡片放在读卡器上，或将卡片或手机上的二维码对准摄像头。</translation>
+        </message>
+        <message>
+            <source>Tap your card or show its QR code</source>
+            <translation>请刷卡或出示二维码</translation>
+        </message>
+        <message>
+            <source>Use my card</source>
+            <translation>使用我的卡</translation>
+        </message>
+    </context>
+    <context>
         <name>StatusLine</name>
+        <message>
+            <source>Receiving cards: %1</source>
+            <translation>正在接收卡片：%1</translation>
+        </message>
+        <message>
+            <source>Stop for now</source>
+            <translation>暂停</translation>
+        </message>
         <message>
             <source>Standalone</source>
             <translation>单机</translation>
@@ -340,165 +499,6 @@
         </message>
     </context>
     <context>
-        <name>_Question</name>
-        <message>
-            <source>Supervisor id</source>
-            <translation>主管编号</translation>
-        </message>
-        <message>
-            <source>PIN</source>
-            <translation>PIN</translation>
-        </message>
-        <message>
-            <source>Code</source>
-            <translation>验证码</translation>
-        </message>
-    </context>
-    <context>
-        <name>panel</name>
-        <message>
-            <source>Device simulator</source>
-            <translation>设备模拟器</translation>
-        </message>
-    </context>
-    <context>
-        <name>AmountPage</name>
-        <message>
-            <source>Another amount (%1)</source>
-            <translation>其他金额（%1）</translation>
-        </message>
-        <message>
-            <source>Cancel</source>
-            <translation>取消</translation>
-        </message>
-        <message>
-            <source>How much?</source>
-            <translation>使用多少金额？</translation>
-        </message>
-        <message>
-            <source>OK</source>
-            <translation>确定</translation>
-        </message>
-    </context>
-    <context>
-        <name>CardPage</name>
-        <message>
-            <source>Balance</source>
-            <translation>余额</translation>
-        </message>
-        <message>
-            <source>Card %1</source>
-            <translation>卡号 %1</translation>
-        </message>
-        <message>
-            <source>Done</source>
-            <translation>完成</translation>
-        </message>
-        <message>
-            <source>Speak again</source>
-            <translation>再读一遍</translation>
-        </message>
-        <message>
-            <source>Use this card</source>
-            <translation>使用这张卡</translation>
-        </message>
-    </context>
-    <context>
-        <name>ConfirmPage</name>
-        <message>
-            <source>Cancel</source>
-            <translation>取消</translation>
-        </message>
-        <message>
-            <source>Confirm</source>
-            <translation>确认</translation>
-        </message>
-        <message>
-            <source>Take %1 from card %2?</source>
-            <translation>从卡 %2 扣除 %1？</translation>
-        </message>
-    </context>
-    <context>
-        <name>DonePage</name>
-        <message>
-            <source>Done</source>
-            <translation>完成</translation>
-        </message>
-        <message>
-            <source>Sorry, that did not work.</source>
-            <translation>抱歉，操作未成功。</translation>
-        </message>
-    </context>
-    <context>
-        <name>KioskWindow</name>
-        <message>
-            <source>No receipt printer here.</source>
-            <translation>此处没有收据打印机。</translation>
-        </message>
-        <message>
-            <source>Please take your receipt.</source>
-            <translation>请取走您的收据。</translation>
-        </message>
-        <message>
-            <source>Printing your receipt…</source>
-            <translation>正在打印收据…</translation>
-        </message>
-        <message>
-            <source>Staff only: a supervisor's id and PIN close the kiosk.</source>
-            <translation>仅限员工：输入主管编号和密码以关闭自助机。</translation>
-        </message>
-        <message>
-            <source>The receipt could not be printed. Please ask a member of staff.</source>
-            <translation>收据无法打印，请咨询工作人员。</translation>
-        </message>
-        <message>
-            <source>cardpos — kiosk</source>
-            <translation>cardpos — 自助机</translation>
-        </message>
-    </context>
-    <context>
-        <name>PresentPage</name>
-        <message>
-            <source>Back</source>
-            <translation>返回</translation>
-        </message>
-        <message>
-            <source>Check my card</source>
-            <translation>查询我的卡</translation>
-        </message>
-        <message>
-            <source>Reading your card…</source>
-            <translation>正在读取您的卡…</translation>
-        </message>
-        <message>
-            <source>Tap your card or show its QR code</source>
-            <translation>请刷卡或出示二维码</translation>
-        </message>
-        <message>
-            <source>Use my card</source>
-            <translation>使用我的卡</translation>
-        </message>
-    </context>
-    <context>
-        <name>StartPage</name>
-        <message>
-            <source>Check my card</source>
-            <translation>查询我的卡</translation>
-        </message>
-        <message>
-            <source>Hold your card on the reader, or show the QR code on your card or phone to the camera.</source>
-            <translation>请将卡片放在读卡器上，或将卡片或手机上的二维码对准摄像头。</translation>
-        </message>
-        <message>
-            <source>Tap your card or show its QR code</source>
-            <translation>请刷卡或出示二维码</translation>
-        </message>
-        <message>
-            <source>Use my card</source>
-            <translation>使用我的卡</translation>
-        </message>
-    </context>
-    <context>
         <name>Words</name>
         <message>
             <source>%1 season rate</source>
@@ -526,6 +526,7 @@
         </message>
         <message>
             <source>This card was reported lost. Please keep it and ask a member of staff.</source>
+            <extracomment>Reasons after which the holder must not get the card's balance, only "see staff".</extracomment>
             <translation>这张卡已挂失。请保留卡片并咨询工作人员。</translation>
         </message>
         <message numerus="yes">
@@ -549,6 +550,21 @@
         <message>
             <source>standard rate</source>
             <translation>标准费率</translation>
+        </message>
+    </context>
+    <context>
+        <name>_Question</name>
+        <message>
+            <source>Supervisor id</source>
+            <translation>主管编号</translation>
+        </message>
+        <message>
+            <source>PIN</source>
+            <translation>PIN</translation>
+        </message>
+        <message>
+            <source>Code</source>
+            <translation>验证码</translation>
         </message>
     </context>
 </TS>
