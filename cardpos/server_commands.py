@@ -115,6 +115,33 @@ def server_enrol_code(args: argparse.Namespace, out: Out) -> int:
     return EXIT_OK
 
 
+def server_terminals_list(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.terminals import list_terminals
+
+    with _engine(args) as engine:
+        rows = list_terminals(engine)
+
+    def when(value: object) -> str:
+        return value.isoformat() if isinstance(value, datetime) else "-"
+
+    out.emit({"terminals": [{**r, "enrolled_at": when(r["enrolled_at"]),
+                             "last_push_at": when(r["last_push_at"])} for r in rows]},
+             [f"{'terminal':<16} {'branch':<12} {'revoked':<8} {'last seq':>9}  last push"]
+             + [f"{r['id']!s:<16} {r['branch'] or '-'!s:<12} {'yes' if r['revoked'] else 'no':<8}"
+                f" {r['last_seq']!s:>9}  {when(r['last_push_at'])}" for r in rows])
+    return EXIT_OK
+
+
+def server_terminals_revoke(args: argparse.Namespace, out: Out) -> int:
+    from sync.server.terminals import revoke_terminal
+
+    with _engine(args) as engine:
+        revoke_terminal(engine, args.terminal_id)
+    out.emit({"terminal_id": args.terminal_id, "revoked": True},
+             [f"Terminal {args.terminal_id} revoked: its requests are refused from now on."])
+    return EXIT_OK
+
+
 def server_cards_import(args: argparse.Namespace, out: Out) -> int:
     from sync.server.branches import check_branch
     from sync.server.issuer import import_cards
@@ -501,6 +528,18 @@ def add_server_commands(sub: Any, command: Callable[..., argparse.ArgumentParser
     p.add_argument("--branch", metavar="B")
     p.add_argument("--relay", action="store_true",
                    help="the code enrols a branch relay (docs/relay.md)")
+
+    terminals_help = "terminals enrolled with this server"
+    terminals_parser = server.add_parser("terminals", help=terminals_help,
+                                         description=terminals_help)
+    terminals = terminals_parser.add_subparsers(dest="server_terminals", required=True,
+                                                metavar="SUBCOMMAND")
+    db_command("list", server_terminals_list, "id, branch, revoked, last entry, last push",
+               terminals)
+    p = db_command("revoke", server_terminals_revoke,
+                   "refuse this terminal's credential from now on (a lost or stolen till)",
+                   terminals)
+    p.add_argument("terminal_id", metavar="ID")
 
     cards_parser = server.add_parser("cards", help="cards on the server",
                                      description="cards on the server")

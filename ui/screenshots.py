@@ -150,6 +150,16 @@ def cashier_screens(root: Path, out: Path, lang: str) -> None:
         w.sale.forget()
         scene.tap(w, "shopping, expiring soon")
         save(w, out / f"demo-{lang}.png")
+        scene.site.link.cut()  # the network goes: the till goes on, offline
+        assert scene.station.sync is not None
+        scene.station.sync.sync_now()
+        wait(lambda: not w.status_line.online, "the offline badge")
+        QTest.keyClicks(w.sale.entry, "7")
+        QTest.keyClick(w.sale.entry, Qt.Key.Key_Return)
+        wait(lambda: w.sale.receipt is not None and not scene.ctx.worker.busy, "offline sale")
+        scene.station.sync.sync_now()
+        wait(lambda: w.status_line.pending.text().endswith("1"), "the pending count")
+        save(w, out / f"cashier-offline-{lang}.png")
         w.close()
     finally:
         scene.close()

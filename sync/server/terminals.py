@@ -33,3 +33,13 @@ def revoke_terminal(engine: Engine, terminal_id: str) -> None:
                             .values(revoked=True))
         if done.rowcount == 0:
             raise NotFound("unknown_terminal", terminal=terminal_id)
+
+
+def list_terminals(engine: Engine) -> list[dict[str, object]]:
+    """Every terminal (and relay) the server knows: id, branch, revoked, chain head, when it
+    enrolled and last pushed — what an administrator checks before revoking one."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(
+            terminals.c.id, terminals.c.branch, terminals.c.revoked, terminals.c.last_seq,
+            terminals.c.enrolled_at, terminals.c.last_push_at).order_by(terminals.c.id))
+        return [dict(row._mapping) for row in rows]
