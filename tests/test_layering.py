@@ -14,16 +14,22 @@ FORBIDDEN = ("PySide6", "shiboken6", "smartcard", "nfc", "cv2", "pyzbar", "zxing
              "ui", "sync", "cardpos")
 
 
-def test_terminal_imports_nothing_outside_the_core() -> None:
-    modules = sorted(m.name for m in pkgutil.walk_packages(terminal.__path__, "terminal."))
-    assert "terminal.services" in modules and "terminal.tokens" in modules
+def loaded_after_importing(modules: list[str]) -> set[str]:
+    """The top-level packages a fresh interpreter holds after importing `modules`."""
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
         "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, cwd=Path(terminal.__file__).parent.parent).stdout.split()
+    return set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                              text=True, cwd=Path(terminal.__file__).parent.parent
+                              ).stdout.split())
+
+
+def test_terminal_imports_nothing_outside_the_core() -> None:
+    modules = sorted(m.name for m in pkgutil.walk_packages(terminal.__path__, "terminal."))
+    assert "terminal.services" in modules and "terminal.tokens" in modules
+    out = loaded_after_importing(modules)
     assert "terminal" in out
     leaked = sorted(set(out) & set(FORBIDDEN))
     assert leaked == [], f"terminal/ pulled in {leaked}"
@@ -41,13 +47,7 @@ def test_only_ui_imports_qt() -> None:
                      # alembic's env and entry points run when imported: not library modules
                      if ".migrations" not in m.name and not m.name.endswith("__main__"))
     assert "cardpos.ui_commands" in modules and "drivers.sim" in modules
-    code = (
-        "import importlib, sys\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True, cwd=Path(terminal.__file__).parent.parent).stdout.split()
+    out = loaded_after_importing(modules)
     assert "cardpos" in out
     leaked = sorted(set(out) & {"PySide6", "shiboken6", "ui"})
     assert leaked == [], f"outside ui/, Qt was loaded: {leaked}"

@@ -67,6 +67,15 @@ def tap(qtbot: Any, w: CashierWindow, sims: Sims, card: DemoCard) -> None:
     settle(qtbot, w)
 
 
+def redeem_by_keys(qtbot: Any, w: CashierWindow, sims: Sims, card: DemoCard, amount: str
+                   ) -> None:
+    """Tap, type the amount, Enter, and wait for the receipt: a cashier's redemption."""
+    tap(qtbot, w, sims, card)
+    qtbot.keyClicks(w.sale.entry, amount)
+    qtbot.keyClick(w.sale.entry, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: w.sale.receipt is not None, timeout=WAIT_MS)
+
+
 def balance(station: Station, number: str) -> int:
     card = station.store.read(lambda conn: queries.load_card(conn, number=number))
     assert card is not None
@@ -264,10 +273,7 @@ def test_shift_close_shows_the_z_report_and_returns_to_the_login(
         qtbot: Any, window: CashierWindow, sims: Sims, station: Station,
         demo_cards: dict[str, DemoCard]) -> None:
     log_in(qtbot, window)
-    tap(qtbot, window, sims, demo_cards["phone"])
-    qtbot.keyClicks(window.sale.entry, "3")
-    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: window.sale.receipt is not None, timeout=WAIT_MS)
+    redeem_by_keys(qtbot, window, sims, demo_cards["phone"], "3")
     qtbot.keyClick(window, Qt.Key.Key_F9)
     qtbot.waitUntil(lambda: window.shift_dialog is not None, timeout=WAIT_MS)
     dialog = window.shift_dialog
@@ -294,10 +300,7 @@ def test_shift_close_shows_the_z_report_and_returns_to_the_login(
 def test_reprint_is_marked_as_a_copy(qtbot: Any, window: CashierWindow, sims: Sims,
                                      demo_cards: dict[str, DemoCard]) -> None:
     log_in(qtbot, window)
-    tap(qtbot, window, sims, demo_cards["phone"])
-    qtbot.keyClicks(window.sale.entry, "2")
-    qtbot.keyClick(window.sale.entry, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: window.sale.receipt is not None, timeout=WAIT_MS)
+    redeem_by_keys(qtbot, window, sims, demo_cards["phone"], "2")
     qtbot.keyClick(window, Qt.Key.Key_F8)
     first, again = sims.printer.wait_printed(2, timeout=5)
     assert isinstance(first, Receipt) and isinstance(again, Receipt)
