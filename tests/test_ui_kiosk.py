@@ -122,7 +122,7 @@ def test_tap_shows_the_balance_and_says_it(
     page = window.card_page
     assert page.balance.text() == "100.00 EUR"
     assert "80.00 EUR" in page.purses.text() and "20.00 EUR" in page.purses.text()
-    assert page.expiry.text() == f"Valid until {fuel.expiry.isoformat()}. Days left: 400."
+    assert page.expiry.text() == f"Valid until {fuel.expiry.isoformat()}. 400 days left."
     assert page.number.text().endswith(fuel.number[-4:])
     assert not page.banner.isVisible()
     quote = station.terminal.quote(NfcUid(fuel.uid)).quote

@@ -2,10 +2,10 @@
 (terminal/messages.py) for reason and error codes.
 
 The UI's strings are marked with `self.tr(...)` in each widget class (the class name is the
-context); `python -m ui.translations update` runs Qt's lupdate over ui/ into
+context); `python -m ui.linguist update` runs Qt's lupdate over ui/ into
 ui/translations/cardpos_zh_CN.ts, a translator fills it in (Qt Linguist or by hand), and
-`python -m ui.translations release` builds the .qm this module loads. English is the source
-language and needs no file.
+`python -m ui.linguist release` builds the .qm this module loads. English is the source
+language: its file holds only the plural forms.
 
 Switching at runtime: `Language.set(lang)` swaps the installed QTranslator; Qt then sends every
 widget a LanguageChange event, on which each of our widgets calls its `retranslate()`; the
@@ -52,8 +52,8 @@ class Language(QObject):
         for old in self._translators:
             QCoreApplication.removeTranslator(old)
         self._translators = []
-        if lang != "en" and app is not None:
-            ours = QTranslator(self)
+        if app is not None:
+            ours = QTranslator(self)  # for English: its plural forms only
             if not ours.load(str(qm_path(lang))):
                 raise FileNotFoundError(f"translations missing: {qm_path(lang)}")
             qt_own = QTranslator(self)

@@ -25,6 +25,9 @@ from ui.i18n import TRANSLATIONS, qm_path
 
 UI = Path(__file__).parent
 TRANSLATED = ("zh_CN",)
+#: English is the source language; its file holds only the plural forms ("%n day(s)" -> "1 day",
+#: "5 days"), as Qt's tools intend.
+PLURALS_ONLY = ("en",)
 
 
 def ts_path(lang: str) -> Path:
@@ -42,10 +45,11 @@ def sources() -> list[str]:
     return sorted(str(p) for p in UI.rglob("*.py"))
 
 
-def update(ts: Path) -> None:
+def update(ts: Path, *, plurals_only: bool = False) -> None:
     """Merge the current source strings into `ts` (obsolete ones are dropped)."""
     subprocess.run([_tool("lupdate"), "-silent", "-no-obsolete", "-locations", "none",
-                    *sources(), "-ts", str(ts)], check=True)
+                    *(["-pluralonly"] if plurals_only else []), *sources(), "-ts", str(ts)],
+                   check=True)
 
 
 def release(ts: Path, qm: Path) -> None:
@@ -70,14 +74,14 @@ def check() -> list[str]:
     """Problems, one line each (empty: all current and translated)."""
     problems: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for lang in TRANSLATED:
+        for lang in (*TRANSLATED, *PLURALS_ONLY):
             committed = ts_path(lang)
             if not committed.exists():
                 problems.append(f"{committed} is missing: run python -m ui.linguist update")
                 continue
             fresh = Path(tmp) / committed.name
             shutil.copy(committed, fresh)
-            update(fresh)
+            update(fresh, plurals_only=lang in PLURALS_ONLY)
             have, want = messages(committed), messages(fresh)
             problems += [f"{lang}: not in the .ts yet ({ctx}): {src!r}"
                          for ctx, src in want.keys() - have.keys()]
@@ -96,10 +100,10 @@ def check() -> list[str]:
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "check"
     if command == "update":
-        for lang in TRANSLATED:
-            update(ts_path(lang))
+        for lang in (*TRANSLATED, *PLURALS_ONLY):
+            update(ts_path(lang), plurals_only=lang in PLURALS_ONLY)
     elif command == "release":
-        for lang in TRANSLATED:
+        for lang in (*TRANSLATED, *PLURALS_ONLY):
             release(ts_path(lang), qm_path(lang))
     elif command == "check":
         problems = check()

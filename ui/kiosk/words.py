@@ -68,7 +68,7 @@ class Words(QObject):
             return self.tr("No expiry date.")
         if card.days_to_expiry < 0:
             return self.tr("Expired on %1.").replace("%1", card.expiry)
-        return self.tr("Valid until %1. Days left: %n.", "", card.days_to_expiry).replace(
+        return self.tr("Valid until %1. %n day(s) left.", "", card.days_to_expiry).replace(
             "%1", card.expiry)
 
     def quote(self, quote: Quote) -> str:
